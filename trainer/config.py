@@ -16,6 +16,7 @@ BACKBONES = ("segnet", "efficientnet_lite0", "resnet18")
 SETTINGS = ("one-label", "random-labels", "full-labels", "few-shot")
 DATASETS = ("nyud", "cityscapes", "pascal", "synthetic", "nyuv2-mini")
 PRESETS = ("paper", "smoke", "cpu")
+LR_SCHEDULES = ("step", "poly")
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,19 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-4
     weight_decay: float = 0.0
+    lr_schedule: str = "step"
     lr_step_epochs: int = 100
     lr_gamma: float = 0.5
+    poly_power: float = 0.9
     seed: int = 0
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -116,3 +122,76 @@ class RunConfig:
 def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"unknown {what} {value!r}; valid choices: {list(valid)}")
+
+
+# Input size per data set (paper Sec. 4.1); the synthetic set and nyuv2-mini use NYUD-v2's.
+DATASET_SIZE = {"nyud": (288, 384), "synthetic": (288, 384), "nyuv2-mini": (288, 384),
+                "cityscapes": (128, 256), "pascal": (512, 512)}
+TASK_SET = {"nyud": "nyud", "synthetic": "nyud", "nyuv2-mini": "nyud", "cityscapes": "cityscapes",
+            "pascal": "pascal"}
+"""Which task list (``trainer.tasks.DATASET_TASKS``) each data set uses."""
+
+SMOKE_SIZE = (96, 128)
+SMOKE_TRAIN_IMAGES = 24
+SMOKE_EVAL_IMAGES = 12
+CPU_SIZE = (144, 192)
+
+
+def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") -> RunConfig:
+    """The typed config of a preset.
+
+    paper: the paper's recipe (SegNet from scratch for NYUD-v2 / Cityscapes, Adam lr 1e-4, batch 8,
+        400 epochs, lr x0.5 every 100; PASCAL-Context: multi-scale ResNet-18, lr 1e-4, weight decay
+        1e-4, batch 6, poly decay, 20000 steps ~= 24 epochs of 4998 images).
+    smoke: a few minutes for the whole pipeline on 2 CPU cores (tiny images and subsets).
+    cpu: the schedule that fits 2 CPU cores for real comparisons (fast ImageNet encoder, 144x192).
+    """
+    _check_choice("preset", preset, PRESETS)
+    _check_choice("dataset", dataset, DATASETS)
+    height, width = DATASET_SIZE[dataset]
+    if preset == "paper":
+        if dataset == "pascal":
+            model = ModelConfig(arch=arch, backbone="resnet18", pretrained=False, width=256, multi_scale=True)
+            train = TrainConfig(epochs=24, batch_size=6, lr=1e-4, weight_decay=1e-4, lr_schedule="poly")
+        else:
+            model = ModelConfig(arch=arch, backbone="segnet", pretrained=False, width=64)
+            train = TrainConfig()
+        data = DataConfig(dataset=dataset, setting=setting, height=height, width=width)
+    elif preset == "smoke":
+        model = ModelConfig(arch=arch, backbone="efficientnet_lite0", width=32)
+        train = TrainConfig(epochs=2, batch_size=4, lr=1e-3, lr_step_epochs=100, amp=False)
+        data = DataConfig(dataset=dataset, setting=setting, height=SMOKE_SIZE[0], width=SMOKE_SIZE[1],
+                          max_train_images=SMOKE_TRAIN_IMAGES, max_eval_images=SMOKE_EVAL_IMAGES)
+    else:
+        model = ModelConfig(arch=arch, backbone="efficientnet_lite0", width=64)
+        train = TrainConfig(epochs=16, batch_size=8, lr=5e-4, lr_step_epochs=12, lr_gamma=0.2)
+        data = DataConfig(dataset=dataset, setting=setting, height=CPU_SIZE[0], width=CPU_SIZE[1])
+    return RunConfig(model=model, data=data, train=train)
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.field=value`` overrides (``train.epochs=3``, ``model.use_inter_task=false``).
+
+    Values are parsed as JSON where possible (numbers, booleans, null), else kept as strings.
+    Unknown sections or fields fail with the valid names listed.
+    """
+    d = cfg.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parts = key.split(".")
+        target = d
+        for p in parts[:-1]:
+            if p not in target or not isinstance(target[p], dict):
+                raise ValueError(f"unknown config section {p!r} in {key!r}; valid: "
+                                 f"{[k for k, v in target.items() if isinstance(v, dict)]}")
+            target = target[p]
+        if parts[-1] not in target:
+            raise ValueError(f"unknown config field {key!r}; valid: {sorted(target)}")
+        target[parts[-1]] = value
+    return RunConfig.from_dict(d)

@@ -1,0 +1,121 @@
+"""The training loop: finite-loss stop, atomic checkpoints, exact resume after a kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trainer.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.engine import NonFiniteLossError, fit, read_log
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class NoisyToyData(torch.utils.data.Dataset):
+    """12 images; per-sample noise depends on (epoch, index) like real augmentation."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.epoch, i])
+        x = torch.from_numpy(rng.standard_normal((3, 8, 8)).astype(np.float32))
+        return {"image": x, "target": x.mean(0, keepdim=True) * 2.0}
+
+
+def toy_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.2), nn.Conv2d(8, 1, 1))
+
+
+def toy_loss(outputs: torch.Tensor, batch: dict) -> dict:
+    mse = ((outputs - batch["target"]) ** 2).mean()
+    return {"mse": mse, "total": mse}
+
+
+CFG = TrainConfig(epochs=4, batch_size=4, lr=1e-2, lr_step_epochs=2, device="cpu", amp=False)
+META = {"config": {}, "tasks": ["toy"], "stage": 1}
+
+
+def test_loss_falls_and_log_has_every_term(tmp_path: Path) -> None:
+    log = fit(toy_model(), NoisyToyData(), toy_loss, CFG, tmp_path, META)
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3]
+    assert log[-1]["train/mse"] < log[0]["train/mse"]
+    assert log[2]["lr"] == pytest.approx(CFG.lr * CFG.lr_gamma)  # step schedule applied
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 3 and state["tasks"] == ["toy"]
+
+
+def test_nan_loss_stops_naming_step_terms_and_checkpoint(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def poisoned(outputs: torch.Tensor, batch: dict) -> dict:
+        calls["n"] += 1
+        losses = toy_loss(outputs, batch)
+        if calls["n"] == 5:  # epoch 1, step 1 (3 steps per epoch)
+            losses["mse"] = losses["mse"] * float("nan")
+            losses["total"] = losses["mse"]
+        return losses
+
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(toy_model(), NoisyToyData(), poisoned, CFG, tmp_path, META)
+    msg = str(err.value)
+    assert "epoch 1, step 1" in msg and "'mse': nan" in msg and CHECKPOINT_NAME in msg
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 0  # last good one kept
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "c.pt", {"model": {}, "config": {}, "epoch": 0, "tasks": []})
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+    from test_engine import CFG, META, NoisyToyData, toy_loss, toy_model
+    from trainer.engine import fit
+    kill_at = int(sys.argv[2])
+    def hook(step, losses):
+        if step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    fit(toy_model(), NoisyToyData(), toy_loss, CFG, sys.argv[1], META, resume=True,
+        step_hook=hook if kill_at >= 0 else None)
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_reproduces_losses(tmp_path: Path) -> None:
+    reference = fit(toy_model(), NoisyToyData(), toy_loss, CFG, tmp_path / "ref", META)
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests")))
+    run = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, str(script), str(run), "7"], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert [r["epoch"] for r in read_log(run)] == [0, 1]  # killed in epoch 2 (steps 6..8)
+    resumed = subprocess.run([sys.executable, str(script), str(run), "-1"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    got = read_log(run)
+    assert [r["epoch"] for r in got] == [0, 1, 2, 3]
+    for a, b in zip(reference, got):
+        assert a["train/mse"] == pytest.approx(b["train/mse"], rel=1e-6, abs=0)
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
+    json.dumps(got)

@@ -1,0 +1,236 @@
+"""ONNX export of a trained run with every output the dashboard needs, a manifest and verified parity.
+
+Output names and shapes follow ``docs/architecture.md``; ``manifest.json`` beside the model tells
+the app everything it must know (tasks, classes, palette, bins, centres, input size and
+normalisation, tau, metrics, training data, parity), so the app never repeats a constant.
+Parity is measured on real images (the run's evaluation images, or a given folder): the maximum
+absolute difference of every output and, for index outputs, the fraction of pixels where ONNX
+Runtime and PyTorch agree. Below ``MIN_AGREEMENT`` the export fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from .data.transforms import IMAGE_MEAN, IMAGE_STD
+from .quantise import logits_to_outputs, quantisers_to_dict
+from .tasks import TaskSpec
+
+OPSET = 18
+MIN_AGREEMENT = 0.999
+PARITY_IMAGES = 4
+MANIFEST_VERSION = 1
+MODEL_FILE = "model.onnx"
+TOKEN_OUTPUTS = ("global_score", "fine_scores", "fine_tokens")
+
+# A fixed, distinguishable palette (RGB), cycled for tasks with more classes.
+PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (255, 187, 120), (152, 223, 138),
+    (174, 199, 232), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (219, 219, 141),
+    (158, 218, 229), (57, 59, 121), (82, 84, 163),
+]
+
+
+class ExportError(RuntimeError):
+    """The export cannot be trusted (parity below the bar, unsupported model)."""
+
+
+class ExportWrapper(nn.Module):
+    """Model + quantisers -> the flat tuple of dashboard outputs, in ``output_names`` order."""
+
+    def __init__(self, model: nn.Module, specs: tuple[TaskSpec, ...], quantisers: dict, has_tokens: bool,
+                 has_affinity: bool):
+        super().__init__()
+        self.model, self.specs, self.quantisers = model, specs, quantisers
+        self.has_tokens, self.has_affinity = has_tokens, has_affinity
+
+    @property
+    def output_names(self) -> list[str]:
+        names = []
+        for s in self.specs:
+            names += [f"{s.name}_pred", f"{s.name}_confidence", f"{s.name}_label"]
+            if self.has_tokens:
+                names += [f"{s.name}_{k}" for k in TOKEN_OUTPUTS]
+        return names + (["affinity"] if self.has_affinity else [])
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """image (1, 3, H, W) normalised -> outputs (see ``output_names``)."""
+        out = self.model(image)
+        results: list[torch.Tensor] = []
+        for s in self.specs:
+            o = logits_to_outputs(s, out["logits"][s.name], self.quantisers[s.name])
+            results += [o["pred"], o["confidence"], o["label"]]
+            if self.has_tokens:
+                results += [out["global_scores"][s.name], out["fine_scores"][s.name], out["fine_tokens"][s.name]]
+        if self.has_affinity:
+            results.append(out["affinity"])
+        return tuple(results)
+
+
+def _palette(n: int) -> list[list[int]]:
+    return [list(PALETTE[i % len(PALETTE)]) for i in range(n)]
+
+
+def task_manifest(spec: TaskSpec, quantiser: Any, tau: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": spec.name, "kind": spec.kind, "num_outputs": spec.num_outputs, "tau": tau}
+    qd = quantiser.to_dict()
+    if spec.is_classification:
+        entry["class_names"] = list(spec.class_names)
+        entry["palette"] = _palette(spec.num_outputs)
+    elif spec.kind == "depth":
+        entry["bin_centres"] = [float(c) for c in quantiser.centres.flatten().tolist()]
+    else:
+        entry["normal_centres"] = [[float(x) for x in c] for c in quantiser.centres.tolist()]
+    entry["quantiser"] = qd
+    return entry
+
+
+def _parity_images(dataset: Any) -> list[torch.Tensor]:
+    n = min(PARITY_IMAGES, len(dataset))
+    return [dataset[i]["image"].unsqueeze(0) for i in range(n)]
+
+
+def measure_parity(wrapper: ExportWrapper, onnx_path: Path, images: list[torch.Tensor]) -> dict[str, Any]:
+    """Max abs difference per output and index agreement, ONNX Runtime (CPU) vs PyTorch."""
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    input_name = sess.get_inputs()[0].name
+    names = wrapper.output_names
+    stats: dict[str, dict[str, float]] = {n: {"max_abs_diff": 0.0, "agreement": 1.0} for n in names}
+    agree: dict[str, list[float]] = {n: [] for n in names}
+    with torch.no_grad():
+        for img in images:
+            ref = [t.float().numpy() if t.is_floating_point() else t.numpy() for t in wrapper(img)]
+            got = sess.run(names, {input_name: img.numpy().astype(np.float32)})
+            for n, r, g in zip(names, ref, got):
+                if r.shape != g.shape:
+                    raise ExportError(f"output {n}: ONNX shape {g.shape} != torch shape {r.shape}")
+                diff = float(np.max(np.abs(r.astype(np.float64) - g.astype(np.float64)))) if r.size else 0.0
+                stats[n]["max_abs_diff"] = max(stats[n]["max_abs_diff"], diff)
+                if not np.issubdtype(r.dtype, np.floating):
+                    agree[n].append(float(np.mean(r == g)))
+    for n, values in agree.items():
+        if values:
+            stats[n]["agreement"] = float(np.mean(values))
+        else:
+            stats[n].pop("agreement")
+    return stats
+
+
+def _check_parity(stats: dict[str, Any], what: str) -> None:
+    bad = {n: s["agreement"] for n, s in stats.items() if s.get("agreement", 1.0) < MIN_AGREEMENT}
+    if bad:
+        raise ExportError(f"{what}: ONNX Runtime and PyTorch agree on fewer than {MIN_AGREEMENT:.1%} of "
+                          f"pixels for {bad}")
+
+
+def export_model(model: nn.Module, specs: tuple[TaskSpec, ...], quantisers: dict, out_dir: str | Path,
+                 height: int, width: int, parity_images: list[torch.Tensor],
+                 manifest_extra: dict[str, Any], taus: dict[str, float], fp16: bool = False,
+                 int8: bool = False) -> dict[str, Any]:
+    """Export ``model`` to ``out_dir/model.onnx`` + ``manifest.json``; returns the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().to("cpu")
+    with torch.no_grad():
+        probe = model(torch.zeros(1, 3, height, width))
+    has_tokens = bool(probe.get("fine_tokens")) and bool(probe.get("global_scores"))
+    has_affinity = probe.get("affinity") is not None
+    wrapper = ExportWrapper(model, specs, quantisers, has_tokens, has_affinity).eval()
+    names = wrapper.output_names
+    onnx_path = out_dir / MODEL_FILE
+    tmp_path = out_dir / (MODEL_FILE + ".tmp")
+    torch.onnx.export(wrapper, (torch.zeros(1, 3, height, width),), str(tmp_path), input_names=["image"],
+                      output_names=names, opset_version=OPSET, dynamo=True, external_data=False)
+    onnx_model = onnx.load(str(tmp_path))
+    onnx.checker.check_model(onnx_model, full_check=True)
+    tmp_path.replace(onnx_path)
+    parity = measure_parity(wrapper, onnx_path, parity_images)
+    _check_parity(parity, "fp32 export")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    shapes = {o.name: list(o.shape) for o in sess.get_outputs()}
+    manifest: dict[str, Any] = {
+        "format_version": MANIFEST_VERSION,
+        "onnx_file": MODEL_FILE,
+        "opset": OPSET,
+        "input": {"name": "image", "height": height, "width": width,
+                  "mean": [float(x) for x in IMAGE_MEAN], "std": [float(x) for x in IMAGE_STD]},
+        "tasks": [task_manifest(s, quantisers[s.name], taus[s.name]) for s in specs],
+        "outputs": shapes,
+        "has_tokens": has_tokens,
+        "has_affinity": has_affinity,
+        "parity": parity,
+        "parity_images": len(parity_images),
+        **manifest_extra,
+    }
+    variants: dict[str, Any] = {}
+    if fp16:
+        variants["fp16"] = _fp16_variant(onnx_path, wrapper, parity_images)
+    if int8:
+        variants["int8"] = _int8_variant(onnx_path, wrapper, parity_images)
+    if variants:
+        manifest["quantized"] = variants
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _fp16_variant(onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]) -> dict[str, Any]:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    path = onnx_path.with_name("model_fp16.onnx")
+    model16 = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+    onnx.save(model16, str(path))
+    return {"file": path.name, "parity": measure_parity(wrapper, path, images)}
+
+
+def _int8_variant(onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = onnx_path.with_name("model_int8.onnx")
+    quantize_dynamic(str(onnx_path), str(path), weight_type=QuantType.QInt8)
+    return {"file": path.name, "parity": measure_parity(wrapper, path, images)}
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None,
+               parity_data: str | None = None, fp16: bool = False, int8: bool = False) -> dict[str, Any]:
+    """Export a run folder (its checkpoint and metrics) to ``out_dir``."""
+    from .config import TASK_SET
+    from .pipeline import METRICS_NAME, dataset_for, load_run, task_specs
+    from .tasks import tau_for
+
+    run_dir = Path(run_dir)
+    cfg, model, quantisers, state = load_run(run_dir)
+    specs = task_specs(cfg)
+    if parity_data:
+        data = dataset_for(cfg, parity_data, "val", specs, dataset="nyuv2-mini")
+    else:
+        data = dataset_for(cfg, state["data_root"], "val", specs)
+    metrics_path = run_dir / METRICS_NAME
+    metrics = json.loads(metrics_path.read_text()).get("metrics", {}) if metrics_path.exists() else {}
+    extra = {
+        "name": name or cfg.model.arch,
+        "arch": cfg.model.arch,
+        "backbone": cfg.model.backbone,
+        "stage": cfg.stage,
+        "trained_on": {"dataset": cfg.data.dataset, "setting": cfg.data.setting,
+                       "num_train": cfg.data.max_train_images, "epochs": cfg.train.epochs,
+                       "input_size": [cfg.data.height, cfg.data.width]},
+        "metrics": metrics,
+        "quantisers": quantisers_to_dict(quantisers),
+    }
+    taus = tau_for(TASK_SET[cfg.data.dataset], cfg.data.setting, specs)
+    manifest = export_model(model, specs, quantisers, out_dir, cfg.data.height, cfg.data.width,
+                            _parity_images(data), extra, taus, fp16=fp16, int8=int8)
+    log = run_dir / "log.jsonl"
+    if log.exists():
+        shutil.copy(log, Path(out_dir) / "log.jsonl")
+    return manifest
