@@ -196,7 +196,7 @@ def fit(
             opt.step()
             for k, v in losses.items():
                 sums[k] += float(v.detach())
-            bar.set_postfix(loss=f"{float(losses['total']):.4f}")
+            bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
             if step_hook is not None:
                 step_hook(global_step, losses)
         sched.step()

@@ -1,0 +1,137 @@
+"""Two-stage pipeline end to end on a tiny fixture: stage 1, discovery (tau rule), stage 2, export."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures_data import write_nyud_fixture
+
+from trainer.config import RunConfig, apply_overrides, preset_config
+from trainer.discovery import DiscoveredTargets, DiscoveryError, discover
+from trainer.pipeline import (
+    DEFAULT_METHODS,
+    METRICS_NAME,
+    dataset_for,
+    ensure_split,
+    load_run,
+    method_config,
+    run_discovery,
+    run_pipeline,
+    task_specs,
+)
+
+H, W = 64, 96
+TINY = [f"data.height={H}", f"data.width={W}", "train.epochs=2", "train.batch_size=4", "train.device=\"cpu\"",
+        "model.width=16", "model.fine_mlp_hidden=16", "data.max_train_images=null", "data.max_eval_images=null"]
+
+
+def tiny_config(setting: str = "one-label", epochs: int = 2) -> RunConfig:
+    cfg = preset_config("smoke", "nyud", setting)
+    return apply_overrides(cfg, [*TINY, f"train.epochs={epochs}"])
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_nyud_fixture(tmp_path_factory.mktemp("nyud"), n_train=8, n_val=4, height=H, width=W)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run")
+    summary = run_pipeline(tiny_config(), data_root, out, DEFAULT_METHODS)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_pipeline_writes_every_method_with_delta(pipeline_run: tuple[Path, dict]) -> None:
+    out, summary = pipeline_run
+    written = json.loads((out / METRICS_NAME).read_text())
+    for method in ("stl", "mtl", "hitts", "hitts_pseudo"):
+        entry = written[method]
+        assert set(entry) >= {"semseg", "depth", "normals", "delta_mtl"}
+        assert 0.0 <= entry["semseg"]["miou"] <= 100.0
+        assert entry["depth"]["abs_err"] > 0
+    assert written["stl"]["delta_mtl"] == pytest.approx(0.0)
+    split = json.loads((out / "split.json").read_text())
+    assert all(len(tasks) == 1 for tasks in split["images"].values())  # one-label
+    # stage 2 saw pseudo labels and feature targets: its log has L_p and L_f terms
+    log = [json.loads(line) for line in (out / "hitts_pseudo" / "log.jsonl").read_text().splitlines()]
+    assert "train/L_p" in log[0] and "train/L_f" in log[0]
+    assert json.loads((out / "hitts_pseudo" / "config.json").read_text())["stage"] == 2
+
+
+@pytest.mark.slow
+def test_discovery_masks_follow_tau_exactly(pipeline_run: tuple[Path, dict], data_root: Path,
+                                            tmp_path: Path) -> None:
+    out, _ = pipeline_run
+    cfg, model, _, _ = load_run(out / "hitts")
+    specs = task_specs(cfg)
+    clean = dataset_for(cfg, data_root, "train", specs)
+    with torch.no_grad():
+        logits = model(torch.stack([clean[i]["image"] for i in range(len(clean))]))["logits"]
+    # tau = the median confidence of each task, so that about half of the pixels are kept
+    taus = {s.name: float(logits[s.name].softmax(1).amax(1).median()) for s in specs}
+    discover(model, clean, specs, taus, tmp_path, torch.device("cpu"), batch_size=len(clean))
+    targets = DiscoveredTargets(tmp_path, specs, len(clean))
+    checked = 0
+    for s in specs:
+        confidence, label = logits[s.name].softmax(1).max(1)
+        for i in range(len(clean)):
+            t = targets(i)
+            expected = (confidence[i] > taus[s.name]).numpy()
+            assert np.array_equal(t[f"pseudo_mask/{s.name}"] == 1, expected)
+            assert np.array_equal(t[f"pseudo/{s.name}"], label[i].numpy())
+            checked += int(expected.sum())
+        assert t[f"feature_target/{s.name}"].shape[0] == cfg.model.width
+    assert checked > 0  # the thresholds keep something, so the comparison is not vacuous
+
+
+@pytest.mark.slow
+def test_incomplete_discovery_is_refused_then_completed(pipeline_run: tuple[Path, dict], data_root: Path,
+                                                       tmp_path: Path) -> None:
+    out, _ = pipeline_run
+    cfg, *_ = load_run(out / "hitts")
+    specs = task_specs(cfg)
+    n = len(dataset_for(cfg, data_root, "train", specs))
+    run_discovery(out / "hitts", data_root, tmp_path)
+    (tmp_path / "manifest.json").unlink()  # as if killed before the manifest was written
+    sorted((tmp_path / "images").glob("*.npz"))[-1].unlink()
+    with pytest.raises(DiscoveryError, match="incomplete"):
+        DiscoveredTargets(tmp_path, specs, n)
+    run_discovery(out / "hitts", data_root, tmp_path)  # resumes, writes only the missing file
+    assert len(list((tmp_path / "images").glob("*.npz"))) == n
+    DiscoveredTargets(tmp_path, specs, n)
+
+
+@pytest.mark.slow
+def test_stage1_loss_falls(data_root: Path, tmp_path: Path) -> None:
+    from trainer.pipeline import ensure_quantisers, train_method
+
+    cfg = replace(method_config(tiny_config(epochs=6), "hitts"))
+    cfg = apply_overrides(cfg, ["train.lr=0.003", "data.augment=false"])
+    specs = task_specs(cfg)
+    mask = ensure_split(cfg, data_root, specs, tmp_path / "split.json")
+    quantisers = ensure_quantisers(cfg, data_root, specs, mask, tmp_path / "q.json")
+    train_method(cfg, data_root, tmp_path / "hitts", mask, quantisers)
+    log = [json.loads(line) for line in (tmp_path / "hitts" / "log.jsonl").read_text().splitlines()]
+    first, last = log[0]["train/L_s"], log[-1]["train/L_s"]
+    assert last < 0.8 * first, (first, last)
+
+
+def test_unknown_choices_fail_before_work(data_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="valid"):
+        apply_overrides(tiny_config(), ["model.backbone=\"vgg\""])
+    with pytest.raises(ValueError, match="valid"):
+        preset_config("smoke", "nyud", "two-labels")
+    with pytest.raises(ValueError, match="valid"):
+        run_pipeline(tiny_config(), data_root, tmp_path, ["stl", "hitts_magic"])
+    assert not any(tmp_path.iterdir())  # nothing was written
+    from trainer.tasks import tasks_for
+
+    with pytest.raises(ValueError, match="valid"):
+        tasks_for("nyud", ["semseg", "edges"])
