@@ -16,3 +16,6 @@ def nyuv2_mini_root() -> Path:
     if not (NYUV2_MINI / "rgb_0001.png").exists():
         pytest.skip("../shared/data/nyuv2-mini is not present")
     return NYUV2_MINI
+
+
+from pipeline_fixtures import data_root, pipeline_run  # noqa: E402,F401  (session fixtures)

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_data import write_nyud_fixture
+from pipeline_fixtures import tiny_config
 
-from trainer.config import RunConfig, apply_overrides, preset_config
+from trainer.config import apply_overrides, preset_config
 from trainer.discovery import DiscoveredTargets, DiscoveryError, discover
 from trainer.pipeline import (
-    DEFAULT_METHODS,
     METRICS_NAME,
     dataset_for,
     ensure_split,
@@ -24,27 +23,6 @@ from trainer.pipeline import (
     run_pipeline,
     task_specs,
 )
-
-H, W = 64, 96
-TINY = [f"data.height={H}", f"data.width={W}", "train.epochs=2", "train.batch_size=4", "train.device=\"cpu\"",
-        "model.width=16", "model.fine_mlp_hidden=16", "data.max_train_images=null", "data.max_eval_images=null"]
-
-
-def tiny_config(setting: str = "one-label", epochs: int = 2) -> RunConfig:
-    cfg = preset_config("smoke", "nyud", setting)
-    return apply_overrides(cfg, [*TINY, f"train.epochs={epochs}"])
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_nyud_fixture(tmp_path_factory.mktemp("nyud"), n_train=8, n_val=4, height=H, width=W)
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("run")
-    summary = run_pipeline(tiny_config(), data_root, out, DEFAULT_METHODS)
-    return out, summary
 
 
 @pytest.mark.slow
@@ -66,8 +44,9 @@ def test_pipeline_writes_every_method_with_delta(pipeline_run: tuple[Path, dict]
 
 
 @pytest.mark.slow
-def test_discovery_masks_follow_tau_exactly(pipeline_run: tuple[Path, dict], data_root: Path,
-                                            tmp_path: Path) -> None:
+def test_discovery_masks_follow_tau_exactly(
+    pipeline_run: tuple[Path, dict], data_root: Path, tmp_path: Path
+) -> None:
     out, _ = pipeline_run
     cfg, model, _, _ = load_run(out / "hitts")
     specs = task_specs(cfg)
@@ -92,8 +71,9 @@ def test_discovery_masks_follow_tau_exactly(pipeline_run: tuple[Path, dict], dat
 
 
 @pytest.mark.slow
-def test_incomplete_discovery_is_refused_then_completed(pipeline_run: tuple[Path, dict], data_root: Path,
-                                                       tmp_path: Path) -> None:
+def test_incomplete_discovery_is_refused_then_completed(
+    pipeline_run: tuple[Path, dict], data_root: Path, tmp_path: Path
+) -> None:
     out, _ = pipeline_run
     cfg, *_ = load_run(out / "hitts")
     specs = task_specs(cfg)
@@ -125,7 +105,7 @@ def test_stage1_loss_falls(data_root: Path, tmp_path: Path) -> None:
 
 def test_unknown_choices_fail_before_work(data_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="valid"):
-        apply_overrides(tiny_config(), ["model.backbone=\"vgg\""])
+        apply_overrides(tiny_config(), ['model.backbone="vgg"'])
     with pytest.raises(ValueError, match="valid"):
         preset_config("smoke", "nyud", "two-labels")
     with pytest.raises(ValueError, match="valid"):

@@ -1,0 +1,67 @@
+"""ONNX export: every dashboard output, a manifest that describes it, parity with PyTorch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from trainer.export import MIN_AGREEMENT, export_run
+from trainer.pipeline import dataset_for, load_run, task_specs
+
+FLOAT_TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="module")
+def exported(pipeline_run: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out, _ = pipeline_run
+    dirs = {}
+    for method in ("hitts_pseudo", "mtl"):
+        d = tmp_path_factory.mktemp(method)
+        export_run(out / method, d, name="hitts" if method != "mtl" else "mtl")
+        dirs[method] = d
+    return dirs
+
+
+@pytest.mark.slow
+def test_manifest_describes_every_output(exported: dict[str, Path]) -> None:
+    manifest = json.loads((exported["hitts_pseudo"] / "manifest.json").read_text())
+    sess = ort.InferenceSession(str(exported["hitts_pseudo"] / manifest["onnx_file"]))
+    names = {o.name for o in sess.get_outputs()}
+    assert names == set(manifest["outputs"])
+    for task in ("semseg", "depth", "normals"):
+        for suffix in ("pred", "confidence", "label", "global_score", "fine_scores", "fine_tokens"):
+            assert f"{task}_{suffix}" in names
+    assert "affinity" in names
+    tasks = {t["name"]: t for t in manifest["tasks"]}
+    assert len(tasks["semseg"]["class_names"]) == 13 and len(tasks["semseg"]["palette"]) == 13
+    assert len(tasks["depth"]["bin_centres"]) == 30 and len(tasks["normals"]["normal_centres"]) == 20
+    assert tasks["depth"]["tau"] == 0.45  # NYUD-v2 one-label (paper, Appendix B)
+    assert manifest["stage"] == 2 and manifest["trained_on"]["setting"] == "one-label"
+    mtl = json.loads((exported["mtl"] / "manifest.json").read_text())
+    assert not mtl["has_tokens"] and "affinity" not in mtl["outputs"]
+
+
+@pytest.mark.slow
+def test_onnx_matches_torch(exported: dict[str, Path], pipeline_run: tuple[Path, dict], data_root: Path) -> None:
+    out, _ = pipeline_run
+    manifest = json.loads((exported["hitts_pseudo"] / "manifest.json").read_text())
+    for name, stats in manifest["parity"].items():
+        assert stats.get("agreement", 1.0) >= MIN_AGREEMENT, name
+    # independent check on an image the export did not see: the last validation image
+    cfg, model, quantisers, _ = load_run(out / "hitts_pseudo")
+    specs = task_specs(cfg)
+    image = dataset_for(cfg, data_root, "val", specs)[3]["image"].unsqueeze(0)
+    sess = ort.InferenceSession(str(exported["hitts_pseudo"] / "model.onnx"))
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": image.numpy()})))
+    with torch.no_grad():
+        logits = model(image)["logits"]
+    for s in specs:
+        confidence, label = logits[s.name].softmax(1).max(1)
+        assert np.mean(got[f"{s.name}_label"] == label.numpy()) >= MIN_AGREEMENT
+        assert np.max(np.abs(got[f"{s.name}_confidence"] - confidence.numpy())) < FLOAT_TOLERANCE
+    assert np.allclose(got["affinity"].sum(-1), 1.0, atol=1e-5)
