@@ -18,4 +18,4 @@ def nyuv2_mini_root() -> Path:
     return NYUV2_MINI
 
 
-from pipeline_fixtures import data_root, pipeline_run  # noqa: E402,F401  (session fixtures)
+from pipeline_fixtures import data_root, pipeline_run, synthetic_root  # noqa: E402,F401  (session fixtures)

@@ -303,3 +303,36 @@ def make_fake_runs(runs_dir: str | Path, run_name: str = "fake-run", epochs: int
         )
     (run / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{not json\n")
     return run
+
+
+def make_fake_exports_root(root: str | Path, height: int = 64, width: int = 96) -> Path:
+    """A complete ``exports/`` folder: ``hitts/`` and ``mtl/`` fake exports, one gallery item, one run."""
+    root = Path(root)
+    make_fake_export(root / "hitts", "hitts", height, width, seed=0)
+    make_fake_export(root / "mtl", "mtl", height, width, seed=1, tasks=nyud_task_entries(0))
+    make_fake_gallery_item(root / "gallery")
+    make_fake_runs(root / "runs")
+    return root
+
+
+def cached_fake_exports_root(height: int = 64, width: int = 96) -> Path:
+    """``make_fake_exports_root`` built once per version of this file and reused (exporting takes seconds).
+
+    The cache lives in the system temp folder, keyed by a hash of this file and the sizes; it is
+    built in a scratch folder and renamed into place, so a crash never leaves a half-built cache.
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    digest = hashlib.sha256(Path(__file__).read_bytes() + f"{height}x{width}".encode()).hexdigest()[:16]
+    final = Path(tempfile.gettempdir()) / f"hitts_fake_exports_{digest}"
+    if (final / "hitts" / "manifest.json").is_file() and (final / "mtl" / "manifest.json").is_file():
+        return final
+    scratch = Path(tempfile.mkdtemp(prefix="hitts_fake_build_"))
+    make_fake_exports_root(scratch, height, width)
+    try:
+        scratch.rename(final)
+    except OSError:  # built concurrently by someone else: use theirs
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final

@@ -24,7 +24,7 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import TASK_SET, RunConfig, apply_overrides, preset_config
 from .data import build_dataset
 from .data.partial_labels import load_label_mask, make_label_mask, save_label_mask
-from .data.transforms import JointAugment
+from .data.transforms import JointAugment, normal_flip_permutation
 from .discovery import DiscoveredTargets, discover
 from .engine import fit, resolve_device
 from .losses import compute_losses
@@ -62,12 +62,19 @@ def task_specs(cfg: RunConfig) -> tuple[TaskSpec, ...]:
 
 def dataset_for(cfg: RunConfig, root: str | Path, split: str, specs: tuple[TaskSpec, ...],
                 labelled_mask: np.ndarray | None = None, augment: bool = False,
-                extra_targets: Any = None, dataset: str | None = None) -> Dataset:
-    """A split of the run's data set at the run's input size."""
+                extra_targets: Any = None, dataset: str | None = None,
+                quantisers: dict | None = None) -> Dataset:
+    """A split of the run's data set at the run's input size.
+
+    With ``quantisers``, a horizontal flip also mirrors normal pseudo labels (centre indices are
+    remapped to the index of the mirrored centre).
+    """
+    flip_maps = {f"pseudo/{s.name}": normal_flip_permutation(quantisers[s.name].centres)
+                 for s in specs if s.kind == "normals" and quantisers}
     max_images = cfg.data.max_train_images if split == "train" else cfg.data.max_eval_images
     return build_dataset(
         dataset or cfg.data.dataset, root, split, specs, labelled_mask=labelled_mask,
-        augment=JointAugment() if augment else None, extra_targets=extra_targets, max_images=max_images,
+        augment=JointAugment(flip_index_maps=flip_maps or None) if augment else None, extra_targets=extra_targets, max_images=max_images,
         size=(cfg.data.height, cfg.data.width), seed=cfg.train.seed)
 
 
@@ -126,7 +133,7 @@ def train_method(cfg: RunConfig, root: str | Path, run_dir: Path, mask: np.ndarr
         n = len(dataset_for(cfg, root, "train", specs, labelled_mask=mask))
         extra = DiscoveredTargets(discovery_dir, specs, n)
     train = dataset_for(cfg, root, "train", specs, labelled_mask=mask, augment=cfg.data.augment,
-                        extra_targets=extra)
+                        extra_targets=extra, quantisers=quantisers if extra else None)
     val = dataset_for(cfg, root, "val", specs)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, specs)

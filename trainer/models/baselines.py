@@ -1,0 +1,65 @@
+"""The baselines HiTTs is compared with, on the same backbone and head.
+
+* ``MTL``: shared backbone + neck, one head per task (``heads.HeadLayers`` then a 1x1 to C_p);
+  logits upsampled bilinearly to the input size (SegNet's MTAN head already runs at full size).
+* ``STL``: one full network (backbone + neck + head) per task; no parameter is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..tasks import TaskSpec
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from .heads import HeadLayers, Neck, TaskClassifiers, head_kind, upsample_logits
+
+
+class MTL(nn.Module):
+    """Shared encoder + per-task decoder heads.
+
+    forward(image (B, 3, H, W)) -> {"logits": {task: (B, C_p, H, W)}}.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[TaskSpec],
+        backbone: str = "efficientnet_lite0",
+        pretrained: bool = True,
+        backbone_checkpoint: str | None = None,
+        width: int = 64,
+    ) -> None:
+        super().__init__()
+        self.task_names = tuple(s.name for s in specs)
+        self.num_outputs = tuple(s.num_outputs for s in specs)
+        self.width = width
+        self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
+        self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint)
+        self.neck = Neck(self.backbone.channels, self.backbone.strides, width)
+        self.layers = HeadLayers(head_kind(backbone), len(specs), width)
+        self.classifiers = TaskClassifiers(width, self.num_outputs)
+
+    def forward(self, image: torch.Tensor) -> dict:
+        shared = self.neck(self.backbone(image))  # (B, D, h, w)
+        heads = self.layers(shared, shared=True)  # (B, T*D, h, w)
+        logits = upsample_logits(self.classifiers(heads), image.shape[-2:])
+        return {"logits": dict(zip(self.task_names, logits))}
+
+
+class STL(nn.Module):
+    """One independent ``MTL`` network per task (each with a single head).
+
+    forward(image (B, 3, H, W)) -> {"logits": {task: (B, C_p, H, W)}}.
+    """
+
+    def __init__(self, specs: Sequence[TaskSpec], **mtl_kwargs) -> None:
+        super().__init__()
+        self.task_names = tuple(s.name for s in specs)
+        self.num_outputs = tuple(s.num_outputs for s in specs)
+        self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
+        self.nets = nn.ModuleDict({s.name: MTL((s,), **mtl_kwargs) for s in specs})
+
+    def forward(self, image: torch.Tensor) -> dict:
+        return {"logits": {name: net(image)["logits"][name] for name, net in self.nets.items()}}

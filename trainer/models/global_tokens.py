@@ -1,0 +1,156 @@
+"""Global task tokens (paper Sec. 3.1 and Appendix A.2).
+
+Task features are kept stacked on the channel axis, ``(B, T*C, h, w)`` (task t on channels
+[t*C, (t+1)*C)), so that per-task work runs as one batched op.
+
+One exact rewrite is used throughout: every task feature is the shared feature times a per-pixel
+gate, ``F_j = F_s * g_j`` with ``g_j = sigmoid(<F_s, theta_j>)``, so the inter-task mixing
+``F'_i = sum_j A_ij F_j`` equals ``F_s * (sum_j A_ij g_j)``: the affinity mixes the (B, T, h, w)
+gates, and the (B, T, C, h, w) features are formed once, after mixing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .heads import TaskConv, TaskConvBNReLU, TaskLinear, init_layers, resize_to
+
+
+def task_affinity(tokens: torch.Tensor, q: nn.Linear, k: nn.Linear) -> torch.Tensor:
+    """A = softmax(Q K^T / sqrt(C)) for tokens (T, C); returns (T, T), rows sum to 1."""
+    scores = q(tokens) @ k(tokens).T / tokens.shape[-1] ** 0.5
+    return scores.softmax(dim=-1)
+
+
+def gated_task_features(
+    shared: torch.Tensor, tokens: torch.Tensor, affinity: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Task-feature query and inter-task mixing of the features.
+
+    shared (B, C, h, w), tokens (T, C), affinity (T, T) or None (identity).
+    Returns the mixed task features (B, T*C, h, w) = F_s * sum_j A_ij g_j, and the gates (B, T, h, w).
+    """
+    b, c, h, w = shared.shape
+    t = tokens.shape[0]
+    gates = torch.sigmoid(F.conv2d(shared, tokens.view(t, c, 1, 1)))  # (B, T, h, w)
+    mixed = gates if affinity is None else F.conv2d(gates, affinity.view(t, t, 1, 1))  # sum_j A_ij g_j
+    features = shared.unsqueeze(1) * mixed.unsqueeze(2)  # (B, T, C, h, w)
+    return features.view(b, t * c, h, w), gates
+
+
+class GlobalTokens(nn.Module):
+    """Single-scale global task token learning: tokens theta (T, C) query F_s, then inter-task
+    learning (A, Theta' = A Theta, F' = A F).
+
+    forward(shared (B, C, h, w)) -> (features (B, T*C, h, w), tokens' (T, C), affinity (T, T) or None).
+    The per-task conv3x3-BN-ReLU that follows the mixing belongs to the caller (see ``hitts.py``).
+    """
+
+    def __init__(self, num_tasks: int, channels: int, inter_task: bool = True) -> None:
+        super().__init__()
+        self.tokens = nn.Parameter(torch.randn(num_tasks, channels))  # authors: N(0, 1)
+        self.q = nn.Linear(channels, channels) if inter_task else None
+        self.k = nn.Linear(channels, channels) if inter_task else None
+        init_layers(self)
+
+    def forward(self, shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        affinity = None if self.q is None else task_affinity(self.tokens, self.q, self.k)
+        features, _ = gated_task_features(shared, self.tokens, affinity)
+        tokens = self.tokens if affinity is None else affinity @ self.tokens
+        return features, tokens, affinity
+
+
+class MultiScaleGlobalTokens(nn.Module):
+    """Multi-scale global task token learning (Appendix A.2).
+
+    Tokens theta (T, C), C = channels of the coarsest scale. Per scale j (channels C_j):
+    theta^(j) = W^{s->m,(j)}_t theta_t (one Linear C -> C_j per task and scale), gating of F_s^(j),
+    inter-task learning with that scale's own Q, K and A^(j), then a per-task conv3x3-BN-ReLU at C_j.
+    Fusion per task: the 1x1 conv over the concatenated scales, applied per scale, resampled to
+    ``out_size`` and summed (exact: a 1x1 conv commutes with bilinear resampling); tokens:
+    theta'_t = sum_j W^{m->s,(j)}_t theta'^(j)_t (one Linear C_j -> D per task and scale). A single
+    bias stands for the sum of the per-scale biases.
+
+    forward(feats [(B, C_j, h_j, w_j)], out_size) ->
+    (features (B, T*D, *out_size), tokens' (T, D), affinity (T, T) = mean over scales, or None).
+    """
+
+    def __init__(self, num_tasks: int, channels: Sequence[int], width: int, inter_task: bool = True) -> None:
+        super().__init__()
+        t, c = num_tasks, channels[-1]
+        self.tokens = nn.Parameter(torch.randn(t, c))  # authors: N(0, 1)
+        self.to_scale = nn.ModuleList(TaskLinear(t, c, cj) for cj in channels)
+        self.from_scale = nn.ModuleList(
+            TaskLinear(t, cj, width, bias=j == 0) for j, cj in enumerate(channels)
+        )
+        self.q = nn.ModuleList(nn.Linear(cj, cj) for cj in channels) if inter_task else None
+        self.k = nn.ModuleList(nn.Linear(cj, cj) for cj in channels) if inter_task else None
+        self.ffn = nn.ModuleList(TaskConvBNReLU(t, cj, cj) for cj in channels)
+        self.fuse = nn.ModuleList(TaskConv(t, cj, width, 1, bias=j == 0) for j, cj in enumerate(channels))
+        if inter_task:
+            init_layers(self.q)
+            init_layers(self.k)
+
+    def forward(
+        self, feats: list[torch.Tensor], out_size: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        fused, tokens, affinities = 0, 0, []
+        for j, f in enumerate(feats):
+            scale_tokens = self.to_scale[j](self.tokens.unsqueeze(1)).squeeze(1)  # (T, C_j)
+            affinity = None if self.q is None else task_affinity(scale_tokens, self.q[j], self.k[j])
+            x, _ = gated_task_features(f, scale_tokens, affinity)
+            if affinity is not None:
+                scale_tokens = affinity @ scale_tokens
+                affinities.append(affinity)
+            fused = fused + resize_to(self.fuse[j](self.ffn[j](x)), out_size)
+            tokens = tokens + self.from_scale[j](scale_tokens.unsqueeze(1)).squeeze(1)  # (T, D)
+        affinity = torch.stack(affinities).mean(0) if affinities else None
+        return fused, tokens, affinity
+
+
+class IntraTaskAttention(nn.Module):
+    """Intra-task learning: single-head self-attention over [theta'_t ; F'_t] for every task t.
+
+    Queries: every pixel of F'_t and the token. Keys and values: the pixels of F'_t reduced by a
+    depthwise conv (kernel = stride = r; the map is zero-padded to a multiple of r first) plus the
+    token. Per-task linear maps for q, k, v and for the two outputs; scale D^-0.5. Feature part:
+    projected back, added to the input, then a per-task conv3x3-BN-ReLU. Token part: projected back
+    and averaged over the batch (as in the authors' code), so tokens stay (T, D).
+
+    forward(x (B, T*D, h, w), tokens (T, D)) -> (features (B, T*D, h, w), tokens (T, D)).
+    """
+
+    def __init__(self, num_tasks: int, width: int, reduction: int) -> None:
+        super().__init__()
+        if reduction < 1:
+            raise ValueError(f"attention_reduction must be >= 1, got {reduction}")
+        t, d = num_tasks, width
+        self.num_tasks, self.width, self.reduction = t, d, reduction
+        self.reduce = nn.Conv2d(t * d, t * d, reduction, stride=reduction, groups=t * d, bias=False)
+        self.q, self.k, self.v = TaskLinear(t, d, d), TaskLinear(t, d, d), TaskLinear(t, d, d)
+        self.feature_out, self.token_out = TaskLinear(t, d, d), TaskLinear(t, d, d)
+        self.ffn = TaskConvBNReLU(t, d, d)
+        init_layers(self.reduce)
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = x.shape
+        t, d, r = self.num_tasks, self.width, self.reduction
+        pad_h, pad_w = -h % r, -w % r
+        reduced = self.reduce(F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x)
+        pixels = x.view(b, t, d, h * w).transpose(2, 3)  # (B, T, N, D)
+        kv_in = torch.cat(
+            [reduced.view(b, t, d, -1).transpose(2, 3), tokens.view(1, t, 1, d).expand(b, t, 1, d)], dim=2
+        )  # (B, T, N_r + 1, D)
+        k, v = self.k(kv_in), self.v(kv_in)
+        scale = d**-0.5
+        out_pixels = F.scaled_dot_product_attention(self.q(pixels), k, v, scale=scale)  # (B, T, N, D)
+        q_token = self.q(tokens.unsqueeze(1)).unsqueeze(0).expand(b, t, 1, d)
+        out_token = F.scaled_dot_product_attention(q_token, k, v, scale=scale)  # (B, T, 1, D)
+        update = self.feature_out(out_pixels).transpose(2, 3).reshape(b, t * d, h, w)
+        features = self.ffn(x + update)
+        tokens = self.token_out(out_token.mean(0)).squeeze(1)  # (T, D)
+        return features, tokens

@@ -1,0 +1,205 @@
+"""The HiTTs model: a shared backbone, the MTL baseline's per-task head, and the hierarchical task
+tokens (global tokens, Sec. 3.1 / A.2; fine-grained tokens, Sec. 3.2) woven into that head.
+
+Two layouts, chosen by the stride of the shared feature F_s:
+
+* F_s at stride 8 (efficientnet_lite0, resnet18: the neck fuses the scales). The token stage runs at
+  stride 8, the head's resolution. Per task t:
+  F_t = F_s * g_t (g_t = sigmoid(<F_s, theta_t>)), F'_t = sum_j A_tj F_j, then the MTL head's
+  conv3x3-BN-ReLU x2 (its first layer is the "per-task conv3x3-BN-ReLU after mixing"), intra-task
+  attention with theta'_t (+ its conv3x3-BN-ReLU) -> task feature F''_t, M_f = sigmoid(<F''_t, theta''_t>),
+  G_t = the MTL head's 1x1 (D -> C_p) of F''_t, S_t = softplus(phi_t . F''_t), G'_t = Conv3x3(G_t * S_t),
+  upsampled to the input size. With ``multi_scale`` the per-scale token stage (A.2) replaces the
+  shared neck and delivers F'_t at stride 8.
+* F_s at stride 1 (segnet). Attention, gating and a T-times-wider feature at full resolution cost
+  about 2.3x the MTL memory (the paper's 21.19 vs 9.36 GB), so the token stage runs at stride
+  ``MIN_TOKEN_STRIDE`` (4) on avg-pooled F_s: gating, mixing, conv3x3-BN-ReLU, intra-task attention ->
+  F''_t, M_f, S_t at stride 4. The MTAN head stays at full resolution: it reads F_s + up(F''_t)
+  (bilinear), G_t = its conv3x3 then 1x1, and G'_t = Conv3x3(G_t * up(S_t)).
+
+Ablations (``ModelConfig.use_*``): no inter-task -> A = identity (no "affinity" output); no intra-task
+-> no attention block (theta'' = theta'); no global tokens -> no gating, mixing or attention at all (the
+head reads F_s exactly as the MTL head does; no "global_scores" / "affinity"), and the fine tokens
+come from a learned per-task vector (T, D) in place of theta''; no fine tokens -> G' = Conv3x3(G);
+no orthogonal embeddings -> the MLP sees the repeated token only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tasks import TaskSpec
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from .fine_tokens import FineRefine, FineTokenGenerator, fine_scores, project_and_score
+from .global_tokens import GlobalTokens, IntraTaskAttention, MultiScaleGlobalTokens
+from .heads import (
+    NECK_STRIDE,
+    HeadLayers,
+    Neck,
+    TaskClassifiers,
+    TaskConvBNReLU,
+    head_kind,
+    resize_to,
+    upsample_logits,
+)
+
+MIN_TOKEN_STRIDE = 4
+"""The token stage never runs finer than stride 4 (SegNet's stride-1 feature is avg-pooled to it)."""
+
+
+class HiTTs(nn.Module):
+    """Multi-task network with hierarchical task tokens. See the module docstring.
+
+    forward(image (B, 3, H, W)) -> dict (docs/architecture.md): "logits" {task: (B, C_p, H, W)},
+    "task_features" {task: (B, D, h, w)}, and as the switches allow "global_scores" {task: (B, h, w)},
+    "fine_scores" {task: (B, C_p, h, w)}, "affinity" (T, T), "fine_tokens" {task: (C_p, D)}, with
+    (h, w) = (H, W) / ``feature_stride``.
+
+    Global tokens after intra-task attention are averaged over the batch (authors' code), so an
+    image's outputs depend slightly on the other images of its batch.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[TaskSpec],
+        backbone: str = "efficientnet_lite0",
+        pretrained: bool = True,
+        backbone_checkpoint: str | None = None,
+        width: int = 64,
+        multi_scale: bool = False,
+        use_global_tokens: bool = True,
+        use_inter_task: bool = True,
+        use_intra_task: bool = True,
+        use_fine_tokens: bool = True,
+        use_orthogonal_embeddings: bool = True,
+        attention_reduction: int = 4,
+        fine_mlp_hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        self.task_names = tuple(s.name for s in specs)
+        self.num_outputs = tuple(s.num_outputs for s in specs)
+        self.width = width
+        self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
+        t, d = len(specs), width
+
+        self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint)
+        channels, strides = self.backbone.channels, self.backbone.strides
+        if multi_scale and len(channels) == 1:
+            raise ValueError(
+                f"multi_scale needs a multi-scale backbone (efficientnet_lite0, resnet18), not {backbone}"
+            )
+        self.multi_scale = multi_scale and use_global_tokens
+        self.neck = None if self.multi_scale else Neck(channels, strides, width)
+        shared_stride = NECK_STRIDE if len(channels) > 1 else strides[0]
+        self.pool = max(MIN_TOKEN_STRIDE // shared_stride, 1)
+        self.feature_stride = shared_stride * self.pool
+
+        self.tokens: GlobalTokens | MultiScaleGlobalTokens | None = None
+        self.token_ffn: TaskConvBNReLU | None = None
+        self.attention: IntraTaskAttention | None = None
+        if use_global_tokens:
+            if self.multi_scale:
+                self.tokens = MultiScaleGlobalTokens(t, channels, width, use_inter_task)
+            else:
+                self.tokens = GlobalTokens(t, width, use_inter_task)
+            if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
+                self.token_ffn = TaskConvBNReLU(t, d, d)
+            if use_intra_task:
+                self.attention = IntraTaskAttention(t, d, attention_reduction)
+
+        self.layers = HeadLayers(head_kind(backbone), t, width)
+        self.classifiers = TaskClassifiers(width, self.num_outputs)
+        self.fine = None
+        self.task_vectors = None
+        if use_fine_tokens:
+            self.fine = nn.ModuleList(
+                FineTokenGenerator(c, width, fine_mlp_hidden, use_orthogonal_embeddings)
+                for c in self.num_outputs
+            )
+            if not use_global_tokens:  # documented stand-in for theta'' in the "w/o global tokens" ablation
+                self.task_vectors = nn.Parameter(torch.randn(t, width))
+        self.refine = nn.ModuleList(FineRefine(c) for c in self.num_outputs)
+
+    def forward(self, image: torch.Tensor) -> dict:
+        size = image.shape[-2:]
+        t, d = len(self.task_names), self.width
+        feats = self.backbone(image)
+        tokens = affinity = None
+
+        # Global token stage -> task features (B, T*D, h, w) (or one shared (B, D, h, w)).
+        if self.pool == 1:
+            if self.tokens is None:
+                x = self.layers(self.neck(feats), shared=True)
+            else:
+                if self.multi_scale:
+                    grid = feats[self.backbone.strides.index(NECK_STRIDE)].shape[-2:]
+                    x, tokens, affinity = self.tokens(feats, grid)
+                else:
+                    x, tokens, affinity = self.tokens(self.neck(feats))
+                x = self.layers(x)
+                if self.attention is not None:
+                    x, tokens = self.attention(x, tokens)
+            task_features, head = x, x
+        else:
+            shared = self.neck(feats)  # (B, D, H, W)
+            pooled = F.avg_pool2d(shared, self.pool)  # (B, D, h, w)
+            if self.tokens is None:
+                task_features = pooled
+                head = self.layers(shared, shared=True)
+            else:
+                x, tokens, affinity = self.tokens(pooled)
+                x = self.token_ffn(x)
+                if self.attention is not None:
+                    x, tokens = self.attention(x, tokens)
+                task_features = x
+                b, _, hh, ww = shared.shape
+                full = resize_to(x, (hh, ww)).view(b, t, d, hh, ww) + shared.unsqueeze(1)
+                head = self.layers(full.view(b, t * d, hh, ww))
+        per_task = task_features.shape[1] == t * d and t > 1
+
+        def task_slice(z: torch.Tensor, i: int) -> torch.Tensor:
+            return z[:, i * d : (i + 1) * d] if z.shape[1] == t * d else z
+
+        # Fine-grained tokens and logits.
+        phis = None
+        if self.fine is not None:
+            base = tokens if tokens is not None else self.task_vectors
+            phis = [gen(base[i]) for i, gen in enumerate(self.fine)]
+        logits, scores = [], []
+        for i in range(t):
+            feature = task_slice(task_features, i)
+            if self.pool == 1:
+                conv = self.classifiers.convs[i]
+                g, s = project_and_score(feature, conv, phis[i]) if phis else (conv(feature), None)
+            else:
+                g = self.classifiers.convs[i](task_slice(head, i))
+                s = fine_scores(feature, phis[i]) if phis else None
+            logits.append(g)
+            scores.append(s)
+        if phis and self.pool > 1:
+            scores_full = upsample_logits(scores, size)
+        else:
+            scores_full = scores
+        logits = [self.refine[i](g, s) for i, (g, s) in enumerate(zip(logits, scores_full))]
+        logits = upsample_logits(logits, size)
+
+        names = self.task_names
+        out: dict = {
+            "logits": dict(zip(names, logits)),
+            "task_features": {n: task_slice(task_features, i) for i, n in enumerate(names)},
+        }
+        if tokens is not None:
+            b, _, h, w = task_features.shape
+            feats_t = task_features.view(b, t, d, h, w) if per_task else task_features.unsqueeze(1)
+            global_scores = torch.sigmoid(torch.einsum("btdhw,td->bthw", feats_t, tokens))
+            out["global_scores"] = {n: global_scores[:, i] for i, n in enumerate(names)}
+        if phis:
+            out["fine_scores"] = dict(zip(names, scores))
+            out["fine_tokens"] = dict(zip(names, phis))
+        if affinity is not None:
+            out["affinity"] = affinity
+        return out
