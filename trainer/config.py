@@ -65,6 +65,7 @@ class DataConfig:
     max_train_images: int | None = None
     max_eval_images: int | None = None
     num_workers: int = 0
+    cache_in_memory: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
@@ -134,7 +135,7 @@ TASK_SET = {"nyud": "nyud", "synthetic": "nyud", "nyuv2-mini": "nyud", "cityscap
 SMOKE_SIZE = (96, 128)
 SMOKE_TRAIN_IMAGES = 24
 SMOKE_EVAL_IMAGES = 12
-CPU_SIZE = (144, 192)
+CPU_SIZE = (96, 128)
 
 
 def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") -> RunConfig:
@@ -164,7 +165,7 @@ def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") 
                           max_train_images=SMOKE_TRAIN_IMAGES, max_eval_images=SMOKE_EVAL_IMAGES)
     else:
         model = ModelConfig(arch=arch, backbone="efficientnet_lite0", width=64)
-        train = TrainConfig(epochs=16, batch_size=8, lr=5e-4, lr_step_epochs=12, lr_gamma=0.2)
+        train = TrainConfig(epochs=8, batch_size=8, lr=5e-4, lr_step_epochs=6, lr_gamma=0.2, eval_every=4)
         data = DataConfig(dataset=dataset, setting=setting, height=CPU_SIZE[0], width=CPU_SIZE[1])
     return RunConfig(model=model, data=data, train=train)
 

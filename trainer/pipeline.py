@@ -72,10 +72,12 @@ def dataset_for(cfg: RunConfig, root: str | Path, split: str, specs: tuple[TaskS
     flip_maps = {f"pseudo/{s.name}": normal_flip_permutation(quantisers[s.name].centres)
                  for s in specs if s.kind == "normals" and quantisers}
     max_images = cfg.data.max_train_images if split == "train" else cfg.data.max_eval_images
-    return build_dataset(
+    data = build_dataset(
         dataset or cfg.data.dataset, root, split, specs, labelled_mask=labelled_mask,
-        augment=JointAugment(flip_index_maps=flip_maps or None) if augment else None, extra_targets=extra_targets, max_images=max_images,
-        size=(cfg.data.height, cfg.data.width), seed=cfg.train.seed)
+        augment=JointAugment(flip_index_maps=flip_maps or None) if augment else None,
+        extra_targets=extra_targets, max_images=max_images, size=(cfg.data.height, cfg.data.width),
+        seed=cfg.train.seed)
+    return data.cache_in_memory() if cfg.data.cache_in_memory else data
 
 
 def ensure_split(cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, ...], path: Path) -> np.ndarray:

@@ -165,7 +165,7 @@ class DenseTaskDataset(Dataset):
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        sample = self.load_numpy(index)
+        sample = self._load_cached(index)
         if self.extra_targets is not None:
             sample.update(self._checked_extras(index, sample))
         if self.augment is not None:
@@ -175,6 +175,20 @@ class DenseTaskDataset(Dataset):
         out["index"] = index
         out.update(self.sample_flags)
         return out
+
+    def cache_in_memory(self) -> DenseTaskDataset:
+        """Keep every un-augmented sample in memory after its first read (small sets trained for
+        many epochs at a reduced size; augmentation never mutates the cached arrays)."""
+        self._cache: dict[int, dict[str, np.ndarray]] | None = {}
+        return self
+
+    def _load_cached(self, index: int) -> dict[str, np.ndarray]:
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            return self.load_numpy(index)
+        if index not in cache:
+            cache[index] = self.load_numpy(index)
+        return dict(cache[index])
 
     def _checked_extras(self, index: int, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         extras = self.extra_targets(index)

@@ -892,7 +892,11 @@ class SceneBuilder:
         """Whether a world point projects inside the image (at least 0.3 m in front of the camera)."""
         px, py, pz = x - self._cam[0], y - self._cam[1], z - self._cam[2]
         (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = self._rot
-        qx, qy, qz = r00 * px + r10 * py + r20 * pz, r01 * px + r11 * py + r21 * pz, r02 * px + r12 * py + r22 * pz
+        qx, qy, qz = (
+            r00 * px + r10 * py + r20 * pz,
+            r01 * px + r11 * py + r21 * pz,
+            r02 * px + r12 * py + r22 * pz,
+        )
         return qz > 0.3 and abs(qx) < VIEW_HALF_TAN[0] * qz and abs(qy) < VIEW_HALF_TAN[1] * qz
 
     def _keep(self, x: float, y: float, z: float) -> bool:
@@ -1018,7 +1022,11 @@ class SceneBuilder:
 
     def place_on_support(self, obj: Obj, support: Support, yaw_jitter: float = 0.3) -> bool:
         """Stand an object on a support where it does not overlap what already stands there."""
-        if obj.height > support.clearance or obj.width > 2 * support.half[0] or obj.depth > 2 * support.half[1]:
+        if (
+            obj.height > support.clearance
+            or obj.width > 2 * support.half[0]
+            or obj.depth > 2 * support.half[1]
+        ):
             return False
         hx, hy = support.half[0] - obj.width / 2, support.half[1] - obj.depth / 2
         radius = math.hypot(obj.width, obj.depth) / 2

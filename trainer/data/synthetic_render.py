@@ -46,11 +46,30 @@ RECT_PAD = 1
 BATCH_OVERHEAD_PX = 1500
 """Pixel count that costs as much as one extra numpy call: a group's boxes are cast together over
 their union rectangle when that wastes less than this per box."""
+NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
+"""fx, fy, cx, cy of NYU's Kinect RGB camera at NYU_SIZE."""
+NYU_SIZE = (480, 640)
 NOISE_TILE = 256
+"""Side of the shared square noise tiles (a power of two: lookups wrap with a bit mask)."""
 NOISE_SEED = 20240611
 """Fixed seed of the shared noise tiles (constants of the generator, not of an image)."""
 HASH_SIZE = 4096
+"""Length of the table of random values hashed by integer cell (tile / plank tones)."""
+
+# Texture structure (texture coordinates in metres; see ``_pattern``).
+GROUT_WIDTH = 0.03
+"""Grout lines of tiles, as a fraction of the tile size."""
+PLANK_LENGTH = 8.0
+"""Floor planks are this many plank widths long."""
+PLANK_GAP, PLANK_GAP_DARKEN = 0.04, 0.55
+"""Joint between planks (fraction of the plank width) and how much darker it is."""
+BOOK_BANDS = ((0.7, 0.8), (0.1, 0.25))
+"""Bands of the second colour on book spines, in normalised spine height |vn| (the second band
+on half of the books)."""
+HORIZON = -0.2
+"""Outside views: the ground / skyline starts this far below the window's middle (normalised)."""
 GAUSS_POOL = 1 << 22
+"""Size of the shared pool of standard normal values that sensor noise is cut from."""
 
 # Shading.
 GAMMA_LINEAR = 2.0
@@ -59,15 +78,18 @@ LIGHT_FALLOFF = 0.25
 """Irradiance of a point light ~ I / (1 + LIGHT_FALLOFF * d^2)."""
 EMISSION = 1.8
 """Linear radiance of emissive surfaces relative to the exposure target."""
-CORNER_AO = 0.35
-CORNER_AO_RANGE = 0.25
-CONTACT_AO = 0.45
-CONTACT_AO_RANGE = 0.18
+CORNER_AO, CORNER_AO_RANGE = 0.35, 0.25
+"""Darkening near room edges/corners: 1 - CORNER_AO * exp(-distance / CORNER_AO_RANGE) (metres)."""
+CONTACT_AO, CONTACT_AO_RANGE = 0.45, 0.18
+"""Darkening of the floor around an object's footprint (scaled by its height up to 1 m)."""
 EXPOSURE_PERCENTILE = 96
 EXPOSURE_TARGET = (0.75, 1.0)
+"""Auto-exposure maps this percentile of non-emissive luminance to a display value in this range."""
 WHITE_BALANCE_STD = 0.06
+"""Std of the log gain of each colour channel (camera white balance)."""
 SPECULAR_KINDS = (T_PLAIN, T_SCREEN_OFF, T_TILES, T_WOOD, T_PLANKS)
 SPECULAR_STRENGTH = (0.0, 0.25)
+"""Range of the per-image highlight strength on the smooth (specular) kinds."""
 SPECULAR_LIGHTS = 1
 """Only the first (ceiling) light makes highlights."""
 SPECULAR_SQUARINGS = 4
@@ -77,13 +99,16 @@ LIGHT_SCALE = 0.2
 
 # Image sensor.
 IMAGE_NOISE_STD = (0.004, 0.02)
+"""Range of the per-image std of additive Gaussian pixel noise."""
 BLUR_WEIGHT = (0.04, 0.12)
 """Weight of each of the 4 neighbours in the image blur (the centre keeps 1 - 4w)."""
 QUANT_LEVELS = 255
+"""8-bit quantisation of the image."""
 
 # Depth sensor (Kinect v1-like).
-KINECT_FOCAL = 518.86
+KINECT_FOCAL = NYU_INTRINSICS[0]
 KINECT_BASELINE = 0.075
+"""Projector-camera baseline (metres) of the Kinect v1."""
 KINECT_SUBPIXEL = 8
 """Disparity is measured in 1/8 pixel at the sensor's native focal length."""
 DEPTH_NOISE = (0.0012, 0.0019, 0.4)
@@ -99,6 +124,7 @@ OBLIQUE_COS = 0.12
 OBLIQUE_COS_SOFT = 0.3
 """Between OBLIQUE_COS and this, returns drop out at random (linearly more often)."""
 SPECKLE_DROPOUT = 0.003
+"""Fraction of pixels missing at random anywhere."""
 EDGE_DEPTH_REL = 0.05
 """Edges also mark occlusion boundaries between different instances of the same class whose depth
 differs by more than this fraction."""
@@ -109,8 +135,9 @@ differs by more than this fraction."""
 
 def intrinsics(height: int, width: int) -> tuple[float, float, float, float]:
     """NYU's Kinect RGB intrinsics (640x480) scaled to (height, width): (fx, fy, cx, cy)."""
-    sx, sy = width / 640.0, height / 480.0
-    return 518.8579 * sx, 519.4696 * sy, 325.5824 * sx, 253.7362 * sy
+    fx, fy, cx, cy = NYU_INTRINSICS
+    sx, sy = width / NYU_SIZE[1], height / NYU_SIZE[0]
+    return fx * sx, fy * sy, cx * sx, cy * sy
 
 
 @lru_cache(maxsize=8)
@@ -495,8 +522,10 @@ def _material_tables(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _pattern(k: int, get, sc, m, tiles) -> tuple:
     """Texture pattern of kind ``k`` on n pixels: (t, t3, mult), each (n,) float32 or a scalar.
 
-    ``get(name)`` gathers a surface attribute (u, v, un, vn) on the n pixels. The albedo is
-    ``mult * lerp(lerp(c1, c2, t), c3, t3)`` with the material's colours.
+    ``get(name)`` gathers a surface attribute (u, v, un, vn) on the n pixels; ``sc`` (n,) is the
+    material's scale, ``m`` (n,) its index. The albedo is ``mult * lerp(lerp(c1, c2, t), c3, t3)``
+    with the material's colours. Inline numbers are appearance only: ``a * _noise(tile, u, v, f)``
+    is a brightness variation of relative amplitude ``a`` at ``f`` texels per metre.
     """
     smooth, fine, table = tiles
     two_pi = np.float32(2 * np.pi)
@@ -515,14 +544,14 @@ def _pattern(k: int, get, sc, m, tiles) -> tuple:
     if k == T_PLANKS:
         fv = v / sc
         plank = fv.astype(np.intp)
-        seg = (u / (sc * 8.0) + _hash(table, plank, plank * 7)).astype(np.intp)
+        seg = (u / (sc * PLANK_LENGTH) + _hash(table, plank, plank * 7)).astype(np.intp)
         tone = 0.8 + 0.4 * _hash(table, plank, seg)
         g = 0.5 + 0.5 * np.sin((v * 40.0 + 0.6 * _noise(smooth, u * 0.25, v, 150.0)) * two_pi)
-        return g * g * g * 0.6, 0.0, tone * (1.0 - 0.55 * ((fv - plank) < 0.04))
+        return g * g * g * 0.6, 0.0, tone * (1.0 - PLANK_GAP_DARKEN * ((fv - plank) < PLANK_GAP))
     if k == T_TILES:
         fu, fv = u / sc, v / sc
         iu, iv = fu.astype(np.intp), fv.astype(np.intp)
-        grout = ((fu - iu) < 0.03) | ((fv - iv) < 0.03)
+        grout = ((fu - iu) < GROUT_WIDTH) | ((fv - iv) < GROUT_WIDTH)
         tone = 0.9 + 0.2 * _hash(table, iu, iv)
         return grout.astype(np.float32), 0.0, tone * (1 + 0.04 * _noise(smooth, u, v, 50.0))
     if k == T_CARPET:
@@ -534,23 +563,19 @@ def _pattern(k: int, get, sc, m, tiles) -> tuple:
         a = np.clip(0.5 + 0.6 * _noise(smooth, u, v, 25.0 * sc), 0, 1)
         b = np.clip(0.5 + 0.6 * _noise(smooth, v + 3.0, u + 7.0, 40.0 * sc), 0, 1)
         return a, b, 1.0
-    if k == T_SCREEN_OFF:
-        return (
-            0.0,
-            0.0,
-            1.0
-            + 1.5
-            * np.clip(0.5 - 0.5 * (get("un") + get("vn")) + 0.2 * _noise(smooth, u, v, 10.0 * sc), 0, 2),
-        )
+    if k == T_SCREEN_OFF:  # dark glass with a diagonal reflection
+        reflection = 0.5 - 0.5 * (get("un") + get("vn")) + 0.2 * _noise(smooth, u, v, 10.0 * sc)
+        return 0.0, 0.0, 1.0 + 1.5 * np.clip(reflection, 0, 2)
     if k == T_OUTSIDE:
         vn = get("vn")
         skyline = 0.3 * _noise(smooth, u, u, 15.0 * sc) + 0.1 * _noise(fine, u, v, 40.0)
-        ground = vn < skyline - 0.2
+        ground = vn < skyline + HORIZON
         land = np.clip(0.5 + 0.5 * _noise(smooth, u, v, 30.0), 0, 1)
         return ground.astype(np.float32), land * ground, np.where(ground, 1.0, 1.0 - 0.15 * (vn + 1.0))
     if k == T_BOOK:
         avn = np.abs(get("vn"))
-        band = ((avn > 0.7) & (avn < 0.8)) | ((avn > 0.1) & (avn < 0.25) & (_hash(table, m, m) > 0.5))
+        (a0, a1), (b0, b1) = BOOK_BANDS
+        band = ((avn > a0) & (avn < a1)) | ((avn > b0) & (avn < b1) & (_hash(table, m, m) > 0.5))
         return band.astype(np.float32), 0.0, 1 + 0.04 * _noise(fine, u, v, 200.0)
     if k == T_LEAVES:
         return 0.0, 0.0, 0.55 + 0.45 * np.clip(_noise(fine, u, v, sc), -1, 2)

@@ -52,15 +52,15 @@ class GlobalTokens(nn.Module):
 
     def __init__(self, num_tasks: int, channels: int, inter_task: bool = True) -> None:
         super().__init__()
-        self.tokens = nn.Parameter(torch.randn(num_tasks, channels))  # authors: N(0, 1)
+        self.theta = nn.Parameter(torch.randn(num_tasks, channels))  # (T, C); authors: N(0, 1)
         self.q = nn.Linear(channels, channels) if inter_task else None
         self.k = nn.Linear(channels, channels) if inter_task else None
         init_layers(self)
 
     def forward(self, shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        affinity = None if self.q is None else task_affinity(self.tokens, self.q, self.k)
-        features, _ = gated_task_features(shared, self.tokens, affinity)
-        tokens = self.tokens if affinity is None else affinity @ self.tokens
+        affinity = None if self.q is None else task_affinity(self.theta, self.q, self.k)
+        features, _ = gated_task_features(shared, self.theta, affinity)
+        tokens = self.theta if affinity is None else affinity @ self.theta
         return features, tokens, affinity
 
 
@@ -82,7 +82,7 @@ class MultiScaleGlobalTokens(nn.Module):
     def __init__(self, num_tasks: int, channels: Sequence[int], width: int, inter_task: bool = True) -> None:
         super().__init__()
         t, c = num_tasks, channels[-1]
-        self.tokens = nn.Parameter(torch.randn(t, c))  # authors: N(0, 1)
+        self.theta = nn.Parameter(torch.randn(t, c))  # (T, C); authors: N(0, 1)
         self.to_scale = nn.ModuleList(TaskLinear(t, c, cj) for cj in channels)
         self.from_scale = nn.ModuleList(
             TaskLinear(t, cj, width, bias=j == 0) for j, cj in enumerate(channels)
@@ -100,7 +100,7 @@ class MultiScaleGlobalTokens(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         fused, tokens, affinities = 0, 0, []
         for j, f in enumerate(feats):
-            scale_tokens = self.to_scale[j](self.tokens.unsqueeze(1)).squeeze(1)  # (T, C_j)
+            scale_tokens = self.to_scale[j](self.theta.unsqueeze(1)).squeeze(1)  # (T, C_j)
             affinity = None if self.q is None else task_affinity(scale_tokens, self.q[j], self.k[j])
             x, _ = gated_task_features(f, scale_tokens, affinity)
             if affinity is not None:

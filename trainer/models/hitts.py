@@ -98,14 +98,14 @@ class HiTTs(nn.Module):
         self.pool = max(MIN_TOKEN_STRIDE // shared_stride, 1)
         self.feature_stride = shared_stride * self.pool
 
-        self.tokens: GlobalTokens | MultiScaleGlobalTokens | None = None
+        self.global_tokens: GlobalTokens | MultiScaleGlobalTokens | None = None
         self.token_ffn: TaskConvBNReLU | None = None
         self.attention: IntraTaskAttention | None = None
         if use_global_tokens:
             if self.multi_scale:
-                self.tokens = MultiScaleGlobalTokens(t, channels, width, use_inter_task)
+                self.global_tokens = MultiScaleGlobalTokens(t, channels, width, use_inter_task)
             else:
-                self.tokens = GlobalTokens(t, width, use_inter_task)
+                self.global_tokens = GlobalTokens(t, width, use_inter_task)
             if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
                 self.token_ffn = TaskConvBNReLU(t, d, d)
             if use_intra_task:
@@ -132,14 +132,14 @@ class HiTTs(nn.Module):
 
         # Global token stage -> task features (B, T*D, h, w) (or one shared (B, D, h, w)).
         if self.pool == 1:
-            if self.tokens is None:
+            if self.global_tokens is None:
                 x = self.layers(self.neck(feats), shared=True)
             else:
                 if self.multi_scale:
                     grid = feats[self.backbone.strides.index(NECK_STRIDE)].shape[-2:]
-                    x, tokens, affinity = self.tokens(feats, grid)
+                    x, tokens, affinity = self.global_tokens(feats, grid)
                 else:
-                    x, tokens, affinity = self.tokens(self.neck(feats))
+                    x, tokens, affinity = self.global_tokens(self.neck(feats))
                 x = self.layers(x)
                 if self.attention is not None:
                     x, tokens = self.attention(x, tokens)
@@ -147,11 +147,11 @@ class HiTTs(nn.Module):
         else:
             shared = self.neck(feats)  # (B, D, H, W)
             pooled = F.avg_pool2d(shared, self.pool)  # (B, D, h, w)
-            if self.tokens is None:
+            if self.global_tokens is None:
                 task_features = pooled
                 head = self.layers(shared, shared=True)
             else:
-                x, tokens, affinity = self.tokens(pooled)
+                x, tokens, affinity = self.global_tokens(pooled)
                 x = self.token_ffn(x)
                 if self.attention is not None:
                     x, tokens = self.attention(x, tokens)
