@@ -41,6 +41,7 @@ DEPTH_BINS = 30
 DEPTH_RANGE_M = (0.5, 10.0)
 NORMAL_CENTRES = 20
 FEATURE_STRIDE = 8
+DECODER_STRIDE = 4
 TOKEN_DIM = 16
 LOGIT_GAIN = 4.0
 """Scale of the fake logits: large enough for confidences to spread over (0, 1)."""
@@ -129,6 +130,7 @@ class FakeMultiTaskNet(nn.Module):
         ys = torch.linspace(-1.0, 1.0, height).view(1, 1, height, 1).expand(1, 1, height, width)
         xs = torch.linspace(-1.0, 1.0, width).view(1, 1, 1, width).expand(1, 1, height, width)
         x = torch.cat([image, ys, xs], dim=1)  # (1, 5, H, W)
+        mid = F.avg_pool2d(x, DECODER_STRIDE)  # (1, 5, H/4, W/4)
         small = F.avg_pool2d(x, FEATURE_STRIDE)  # (1, 5, h, w)
         feat = torch.tanh(self.feature(small))  # (1, D, h, w)
         affinity = torch.softmax(
@@ -143,9 +145,14 @@ class FakeMultiTaskNet(nn.Module):
             task_feat = feat * gate
             tokens = self.fine[i] + 0.1 * task_feat.mean(dim=(2, 3))  # (C_p, D)
             fine_scores = F.softplus(torch.einsum("kd,bdhw->bkhw", tokens, task_feat))  # (1, C_p, h, w)
-            up = F.interpolate(task_feat, size=(height, width), mode="bilinear", align_corners=False)
-            logits = LOGIT_GAIN * head(torch.cat([x, up], dim=1))  # (1, C_p, H, W)
-            prob = torch.softmax(logits, dim=1)
+            # decoder at stride 4, logits upsampled to the input size (as real dense heads do)
+            up = F.interpolate(task_feat, size=mid.shape[2:], mode="bilinear", align_corners=False)
+            low = LOGIT_GAIN * head(torch.cat([mid, up], dim=1))  # (1, C_p, H/4, W/4)
+            logits = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+            # softmax over channels written out: ONNX Runtime's CPU Softmax on axis 1 of NCHW is about
+            # 10x slower (it transposes), which dominated this model's run time
+            unnorm = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+            prob = unnorm / unnorm.sum(dim=1, keepdim=True)
             confidence, label = prob.max(dim=1)  # (1, H, W)
             if t["kind"] == "depth":
                 centres = getattr(self, f"centres_{i}")
@@ -238,6 +245,7 @@ def make_fake_export(
         "tasks": tasks,
         "outputs": shapes,
         "has_tokens": has_tokens,
+        "has_affinity": has_tokens,
         "trained_on": {
             "dataset": "synthetic",
             "setting": "one-label",

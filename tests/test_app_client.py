@@ -13,6 +13,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fake_export import cached_fake_exports_root
@@ -54,7 +55,17 @@ def start_app(tmp_dir: Path, extra: list[str] | None = None) -> tuple[subprocess
     port = free_port()
     log = tmp_dir / "app.log"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "app.py", "--exports", str(exports), "--port", str(port), "--host", "127.0.0.1", *(extra or [])]
+    cmd = [
+        sys.executable,
+        "app.py",
+        "--exports",
+        str(exports),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        *(extra or []),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -124,12 +135,16 @@ def test_predict_endpoint_one_file_per_task(client, frame):
     depth_mm = np.asarray(Image.open(depth))
     assert depth_mm.dtype == np.uint16 and depth_mm.shape == (480, 640) and depth_mm.max() > 0
     assert Image.open(normals).mode == "RGB"
-    assert info["model"] == "hitts" and info["tasks"]["depth"]["encoding"].startswith("16-bit PNG, depth in millimetres")
+    assert info["model"] == "hitts" and info["tasks"]["depth"]["encoding"].startswith(
+        "16-bit PNG, depth in millimetres"
+    )
     assert info["tasks"]["semseg"]["class_names"][0] == "bed"
 
 
 def test_every_view_from_one_session(client, frame):
-    status, slider, *panels = client.predict(handle_file(str(frame)), None, SLIDER_LEFT, SLIDER_RIGHT, api_name="/analyze")
+    status, slider, *panels = client.predict(
+        handle_file(str(frame)), None, SLIDER_LEFT, SLIDER_RIGHT, api_name="/analyze"
+    )
     assert "640x480" in status and "hitts" in status and "mtl" in status
     left, right = slider
     assert Image.open(left).size == Image.open(right).size == (640, 480)
@@ -140,7 +155,9 @@ def test_every_view_from_one_session(client, frame):
     assert "class 'chair'" in tokens[-1]
     *pseudo, md, curve = client.predict("hitts", 0.5, 0.45, 0.6, api_name="/render_pseudo")
     assert len(pseudo) == 3 and "| semseg | 0.50 |" in md and "No ground truth" in md
-    glb, ply, md3 = client.predict("hitts", 0, "rgb", api_name="/render_3d")
+    glb, ply, md3 = client.predict(
+        "hitts", 0, "rgb", api_name="/render_3d"
+    )  # the "Rebuild point cloud" button
     assert Path(glb).read_bytes()[:4] == b"glTF" and Path(ply).read_bytes()[:3] == b"ply"
     assert "focal length 518.9 px" in md3
     zipped = client.predict(api_name="/download_zip")
@@ -171,11 +188,17 @@ def test_views_before_any_image_say_so(server):
     ("name", "content", "message"),
     [
         ("notes.png", b"this is text, not a picture\n" * 50, "not an image"),
-        ("random.jpg", np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes(), "not an image"),
+        (
+            "random.jpg",
+            np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+            "not an image",
+        ),
         ("empty.png", b"", "empty"),
     ],
 )
-def test_bad_uploads_give_a_clear_error_and_the_server_keeps_serving(client, server, frame, name, content, message):
+def test_bad_uploads_give_a_clear_error_and_the_server_keeps_serving(
+    client, server, frame, name, content, message
+):
     path = server[1] / name
     path.write_bytes(content)
     with pytest.raises(AppError, match=message):
@@ -185,7 +208,9 @@ def test_bad_uploads_give_a_clear_error_and_the_server_keeps_serving(client, ser
 
 def test_truncated_and_huge_images(client, server, frame):
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(2).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(buf, format="PNG")
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(
+        buf, format="PNG"
+    )
     truncated = server[1] / "truncated.png"
     truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(AppError, match="truncated or corrupt"):
@@ -199,10 +224,23 @@ def test_truncated_and_huge_images(client, server, frame):
 
 def test_upload_over_the_byte_cap_is_refused(client, server, frame):
     big = server[1] / "big.png"
-    big.write_bytes(np.random.default_rng(3).integers(0, 256, (UPLOAD_CAP_MB + 1) * 2**20, dtype=np.uint8).tobytes())
-    with pytest.raises(Exception, match="(?i)size|large|413"):
+    big.write_bytes(
+        np.random.default_rng(3).integers(0, 256, (UPLOAD_CAP_MB + 1) * 2**20, dtype=np.uint8).tobytes()
+    )
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # checked by the client...
         client.predict(handle_file(str(big)), "hitts", api_name="/predict")
+    with big.open("rb") as fh:  # ... and by the server, for clients that do not check
+        response = httpx.post(f"{server[0]}gradio_api/upload", files={"files": ("big.png", fh)}, timeout=30)
+    assert response.status_code == 413
     assert_alive(client, frame)
+
+
+def test_server_files_cannot_be_passed_as_uploads(server):
+    """A hand-made request naming a server path as the image is refused (only uploaded files are read)."""
+    payload = {"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "hitts"]}
+    event = httpx.post(f"{server[0]}gradio_api/call/predict", json=payload, timeout=10).json()["event_id"]
+    stream = httpx.get(f"{server[0]}gradio_api/call/predict/{event}", timeout=30).text
+    assert "event: error" in stream and "root:" not in stream
 
 
 def test_awkward_but_valid_images_are_answered(client, server):
@@ -212,7 +250,9 @@ def test_awkward_but_valid_images_are_answered(client, server):
     cases = {
         "grey.png": save(server[1], "grey.png", Image.new("L", (50, 30), 90)),
         "rgba.png": save(server[1], "rgba.png", Image.fromarray(rgba, "RGBA")),
-        "16bit.png": save(server[1], "16bit.png", Image.fromarray(rng.integers(0, 65535, (30, 50), dtype=np.uint16))),
+        "16bit.png": save(
+            server[1], "16bit.png", Image.fromarray(rng.integers(0, 65535, (30, 50), dtype=np.uint16))
+        ),
         "anim.gif": save(server[1], "anim.gif", frames[0], save_all=True, append_images=frames[1:]),
         "big.png": save(server[1], "wide.png", Image.new("RGB", (3000, 600), (20, 30, 40))),
         "tiny.png": save(server[1], "tiny.png", Image.new("RGB", (1, 1), (5, 5, 5))),
@@ -224,13 +264,15 @@ def test_awkward_but_valid_images_are_answered(client, server):
     *_, anim_info = client.predict(handle_file(str(cases["anim.gif"])), "hitts", api_name="/predict")
     assert any("first frame" in n for n in anim_info["notes"])
     *_, wide_info = client.predict(handle_file(str(cases["big.png"])), "hitts", api_name="/predict")
-    assert wide_info["image_size"] == [2048, 410] and any("downscaled" in n for n in wide_info["notes"])
+    assert wide_info["image_size"] == [1600, 320] and any("downscaled" in n for n in wide_info["notes"])
 
 
 def test_concurrent_requests_complete(server, frame):
     def one(i: int):
         c = Client(server[0], verbose=False)
-        return c.predict(handle_file(str(frame)), "hitts" if i % 2 else "mtl", api_name="/predict")[-1]["model"]
+        return c.predict(handle_file(str(frame)), "hitts" if i % 2 else "mtl", api_name="/predict")[-1][
+            "model"
+        ]
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         models = list(pool.map(one, range(6)))
@@ -239,7 +281,13 @@ def test_concurrent_requests_complete(server, frame):
 
 @pytest.mark.parametrize(
     "target",
-    ["{exports}/hitts/model.onnx", "{exports}/hitts/manifest.json", "/etc/passwd", "{repo}/app.py", "{repo}/.venv/pyvenv.cfg"],
+    [
+        "{exports}/hitts/model.onnx",
+        "{exports}/hitts/manifest.json",
+        "/etc/passwd",
+        "{repo}/app.py",
+        "{repo}/.venv/pyvenv.cfg",
+    ],
 )
 def test_files_outside_the_cache_are_not_served(server, target):
     path = target.format(exports=cached_fake_exports_root(), repo=REPO)
@@ -265,7 +313,24 @@ def test_a_broken_export_is_reported_at_start_up(tmp_path):
         assert "export mtl not loaded" in log.read_text() and "truncated" in log.read_text()
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         png = save(tmp_path, "x.png", Image.new("RGB", (20, 10)))
-        *_, info = client.predict(handle_file(str(png)), "mtl", api_name="/predict")
-        assert info["model"] == "hitts"  # the model that loaded answers
+        with pytest.raises(AppError, match="mtl is not in the list of choices"):
+            client.predict(handle_file(str(png)), "mtl", api_name="/predict")
+        *_, info = client.predict(handle_file(str(png)), "hitts", api_name="/predict")
+        assert info["model"] == "hitts"  # the model that loaded keeps answering
     finally:
         stop_app(proc)
+
+
+def test_app_builds_without_any_export(tmp_path):
+    """An empty exports folder: the app still builds and says what to put where."""
+    import app
+    from hitts_demo.downloads import SessionFiles
+    from hitts_demo.manifest import ExportError
+    from hitts_demo.service import Studio
+
+    studio = Studio(tmp_path, nyuv2_dir=None)
+    studio.warm()
+    demo = app.build_app(studio, SessionFiles(tmp_path / "files"))
+    assert demo is not None and "No model export found" in studio.status_markdown()
+    with pytest.raises(ExportError, match="exports/hitts"):
+        studio.analyze(np.zeros((4, 4, 3), np.uint8))

@@ -17,7 +17,7 @@ from hitts_demo import postprocess as pp
 from hitts_demo import visualize as vis
 from hitts_demo.downloads import SessionFiles, write_raw_zip
 from hitts_demo.gallery import list_gallery, load_ground_truth
-from hitts_demo.manifest import ExportError, load_manifest, read_onnx_opset
+from hitts_demo.manifest import ExportError, read_onnx_opset
 from hitts_demo.pointcloud import back_project, default_focal, read_glb, read_ply, write_glb, write_ply
 from hitts_demo.predictor import Predictor, default_providers
 from hitts_demo.records import as_percent, load_paper_tables, load_runs, log_keys
@@ -106,8 +106,12 @@ def test_wrong_output_names(broken):
 
 def test_manifest_outputs_differ_from_the_model(broken):
     def drop(d):  # contract still satisfied by the manifest (tokens off) but the model has more outputs
-        d["has_tokens"] = False
-        for k in [k for k in d["outputs"] if k.endswith(("global_score", "fine_scores", "fine_tokens")) or k == "affinity"]:
+        d["has_tokens"] = d["has_affinity"] = False
+        for k in [
+            k
+            for k in d["outputs"]
+            if k.endswith(("global_score", "fine_scores", "fine_tokens")) or k == "affinity"
+        ]:
             del d["outputs"][k]
 
     edit_manifest(broken, drop)
@@ -137,7 +141,11 @@ def test_bad_task_fields(broken):
     with pytest.raises(ExportError) as err:
         Predictor(broken)
     text = str(err.value)
-    assert "unknown kind 'panoptic'" in text and "bin_centres must list 30" in text and "format_version is 7" in text
+    assert (
+        "unknown kind 'panoptic'" in text
+        and "bin_centres must list 30" in text
+        and "format_version is 7" in text
+    )
 
 
 def test_newer_opset(broken):
@@ -169,6 +177,30 @@ def test_studio_reports_broken_exports_and_serves_the_rest(exports_root, tmp_pat
     assert "mtl not loaded" in studio.status_markdown()
 
 
+def test_affinity_is_optional_and_symbolic_dims_are_any_size(exports_root):
+    from hitts_demo.manifest import expected_outputs, parse_manifest
+
+    raw = json.loads((exports_root / "hitts" / "manifest.json").read_text())
+    raw["has_affinity"] = False
+    del raw["outputs"]["affinity"]
+    raw["outputs"]["semseg_fine_tokens"] = [13, "token_dim"]
+    m = parse_manifest(raw, exports_root / "hitts")
+    assert "affinity" not in expected_outputs(m) and m.outputs["semseg_fine_tokens"] == (13, None)
+
+
+def test_the_real_exports_when_present():
+    """Once the trainer's exports are in exports/ (the lead's step), the app serves them unchanged."""
+    repo_exports = Path(__file__).resolve().parents[1] / "exports"
+    if not (repo_exports / "hitts" / "manifest.json").is_file():
+        pytest.skip("no real export in exports/hitts yet")
+    studio = Studio(repo_exports, nyuv2_dir=None)
+    studio.warm()
+    assert "hitts" in studio.model_names, studio.export_errors
+    analysis = studio.analyze(np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    for choice in studio.slider_views:
+        assert studio.slider_image(analysis, choice).shape == (120, 160, 3)
+
+
 def test_default_providers_fall_back_to_cpu(monkeypatch):
     import hitts_demo.predictor as predictor_module
 
@@ -196,6 +228,19 @@ def test_prediction_shapes_at_the_original_size(predictor):
     depth = pred.pred("depth")
     bins = pred.manifest.task("depth").bin_centres
     assert depth.min() >= bins[0] - 1e-4 and depth.max() <= bins[-1] + 1e-4
+
+
+def test_resized_maps_are_cached_within_a_byte_budget(predictor, monkeypatch):
+    import hitts_demo.predictor as predictor_module
+
+    pred = predictor.predict(np.zeros((100, 100, 3), np.uint8))
+    assert pred.confidence("depth") is pred.confidence("depth")  # cached
+    monkeypatch.setattr(predictor_module, "CACHE_BYTES", 100 * 100 * 4 * 2)  # two float32 maps
+    for task in ("semseg", "depth", "normals"):
+        pred.confidence(task)
+        pred.global_score(task)
+    assert sum(v.nbytes for v in pred._cache.values()) <= predictor_module.CACHE_BYTES
+    assert ("global", "normals") in pred._cache  # the most recent stays
 
 
 def test_model_input_is_normalised(predictor):
@@ -258,7 +303,9 @@ def test_ground_truth_to_index(predictor):
     np.testing.assert_array_equal(pp.target_to_index(depth_task, target), [[3, 3, pp.IGNORE_INDEX]])
     normal_task = predictor.manifest.task("normals")
     c5 = np.array(normal_task.normal_centres[5], np.float32)
-    np.testing.assert_array_equal(pp.target_to_index(normal_task, np.stack([c5, np.zeros(3)])[None]), [[5, -1]])
+    np.testing.assert_array_equal(
+        pp.target_to_index(normal_task, np.stack([c5, np.zeros(3)])[None]), [[5, -1]]
+    )
     seg = predictor.manifest.task("semseg")
     np.testing.assert_array_equal(pp.target_to_index(seg, np.array([0, 12, 13, -1])), [0, 12, -1, -1])
 
@@ -353,7 +400,11 @@ def test_glb_and_ply_written_and_parseable(tmp_path):
 
 # --- pictures ------------------------------------------------------------------------------------
 def test_colour_maps_and_panels(predictor):
-    assert vis.TURBO.shape == (256, 3) and tuple(vis.TURBO[0]) == (0x30, 0x12, 0x3B) and tuple(vis.TURBO[-1]) == (0x7A, 0x04, 0x02)
+    assert (
+        vis.TURBO.shape == (256, 3)
+        and tuple(vis.TURBO[0]) == (0x30, 0x12, 0x3B)
+        and tuple(vis.TURBO[-1]) == (0x7A, 0x04, 0x02)
+    )
     ramp = vis.apply_colormap(np.array([[0.0, 0.5, 1.0, np.nan]]), 0.0, 1.0)
     assert tuple(ramp[0, 0]) == tuple(vis.TURBO[0]) and tuple(ramp[0, 3]) == (0, 0, 0)
     pred = predictor.predict(np.full((40, 60, 3), 128, np.uint8))
@@ -412,7 +463,9 @@ def test_run_records_are_read_tolerantly(tmp_path):
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps({"hitts": {"semseg": {"miou": 0.3, "bad": "x"}, "delta_mtl": 5.0},
                                                   "mtl": "not a dict"}))  # fmt: skip
-    (run / "log.jsonl").write_text('{"epoch": 0, "split": "train", "total": 1.0}\n[1, 2]\n{oops\n\n{"epoch": 1, "L_s": 0.5}\n')
+    (run / "log.jsonl").write_text(
+        '{"epoch": 0, "split": "train", "total": 1.0}\n[1, 2]\n{oops\n\n{"epoch": 1, "L_s": 0.5}\n'
+    )
     (tmp_path / "runs" / "empty").mkdir()
     (runs,) = load_runs(tmp_path / "runs")
     assert runs.metrics == {"hitts": {"semseg": {"miou": 0.3}, "delta_mtl": 5.0}}
@@ -429,20 +482,42 @@ def test_paper_tables_match_the_method_notes():
         assert table["source"]["paper"].startswith("Multi-Task Label Discovery") and table["source"]["table"]
     ours1 = next(r for r in t["table1"]["rows"] if r["model"] == "Ours" and r["setting"] == "one-label")
     assert ours1["metrics"]["semseg"]["miou"] == 35.81 and ours1["metrics"]["depth"]["abs_err"] == 0.5540
-    assert ours1["metrics"]["normals"]["mean_angle"] == pytest.approx(28.51, abs=0.005) and ours1["delta_mtl"] == 13.23
-    ours_rand = next(r for r in t["table1"]["rows"] if r["model"] == "Ours" and r["setting"] == "random-labels")
+    assert (
+        ours1["metrics"]["normals"]["mean_angle"] == pytest.approx(28.51, abs=0.005)
+        and ours1["delta_mtl"] == 13.23
+    )
+    ours_rand = next(
+        r for r in t["table1"]["rows"] if r["model"] == "Ours" and r["setting"] == "random-labels"
+    )
     assert (ours_rand["metrics"]["semseg"]["miou"], ours_rand["delta_mtl"]) == (41.78, 9.28)
     lf = t["table2"]["rows"][-1]
-    assert (lf["metrics"]["semseg"]["miou"], lf["metrics"]["depth"]["abs_err"], lf["delta_mtl"]) == (45.47, 0.4763, 14.64)
+    assert (lf["metrics"]["semseg"]["miou"], lf["metrics"]["depth"]["abs_err"], lf["delta_mtl"]) == (
+        45.47,
+        0.4763,
+        14.64,
+    )
     city = t["table3"]["rows"][-1]
-    assert (city["metrics"]["semseg"]["miou"], city["metrics"]["depth"]["abs_err"], city["delta_mtl"]) == (73.65, 0.0135, 3.45)
+    assert (city["metrics"]["semseg"]["miou"], city["metrics"]["depth"]["abs_err"], city["delta_mtl"]) == (
+        73.65,
+        0.0135,
+        3.45,
+    )
     pascal = next(r for r in t["table4"]["rows"] if r["model"] == "Ours" and r["setting"] == "one-label")
     assert [pascal["metrics"][k][m] for k, m in [("semseg", "miou"), ("human_parts", "miou"), ("normals", "mean_angle"),
                                                  ("sal", "miou"), ("edge", "odsf")]] == [56.3, 57.3, 15.4, 63.0, 68.5]  # fmt: skip
     deltas = {r["model"]: r["delta_mtl"] for r in t["table5"]["rows"]}
-    assert (deltas["HiTTs"], deltas["HiTTs w. L_f"], deltas["HiTTs w. L_p"], deltas["HiTTs w. L_p + L_f"]) == (6.51, 9.75, 11.57, 13.23)
+    assert (
+        deltas["HiTTs"],
+        deltas["HiTTs w. L_f"],
+        deltas["HiTTs w. L_p"],
+        deltas["HiTTs w. L_p + L_f"],
+    ) == (6.51, 9.75, 11.57, 13.23)
     cost = {r["model"]: r for r in t["table8"]["rows"]}
-    assert (cost["MTL baseline"]["params_m"], cost["Ours"]["flops_g"], cost["Ours"]["memory_g"]) == (25.06, 83.14, 21.19)
+    assert (cost["MTL baseline"]["params_m"], cost["Ours"]["flops_g"], cost["Ours"]["memory_g"]) == (
+        25.06,
+        83.14,
+        21.19,
+    )
 
 
 def test_views_and_figures_render(exports_root):

@@ -24,7 +24,9 @@ def png_bytes(im: Image.Image, **kwargs) -> bytes:
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -120,6 +122,11 @@ def test_unsupported_format_is_refused():
         load_image(buf.getvalue())
 
 
+def test_no_image():
+    with pytest.raises(InputError, match="no image"):
+        load_image(None)
+
+
 def test_missing_path():
     with pytest.raises(InputError, match="could not be found"):
         load_image("/nonexistent/upload.png")
@@ -156,7 +163,9 @@ def test_16bit_greyscale_is_scaled_to_8bit():
     loaded = load_image(png_bytes(Image.fromarray(values)))
     assert loaded.mode.startswith("I")
     np.testing.assert_array_equal(loaded.rgb[0, :, 0], [0, 1, 128, 255])
-    assert (loaded.rgb[..., 0] == loaded.rgb[..., 1]).all() and (loaded.rgb[..., 1] == loaded.rgb[..., 2]).all()
+    assert (loaded.rgb[..., 0] == loaded.rgb[..., 1]).all() and (
+        loaded.rgb[..., 1] == loaded.rgb[..., 2]
+    ).all()
 
 
 def test_float_and_int32_modes():
@@ -176,7 +185,9 @@ def test_palette_with_transparency_goes_over_white():
 
 
 def test_la_and_rgba():
-    la = Image.fromarray(np.stack([np.full((2, 2), 50, np.uint8), np.array([[255, 0], [255, 0]], np.uint8)], -1), "LA")
+    la = Image.fromarray(
+        np.stack([np.full((2, 2), 50, np.uint8), np.array([[255, 0], [255, 0]], np.uint8)], -1), "LA"
+    )
     rgb = load_image(png_bytes(la)).rgb
     np.testing.assert_array_equal(rgb[0, 0], [50, 50, 50])
     np.testing.assert_array_equal(rgb[0, 1], [255, 255, 255])
@@ -220,7 +231,9 @@ def test_long_animation_is_not_decoded_whole():
     assert loaded.rgb.shape == (16, 32, 3)
 
 
-@pytest.mark.parametrize(("size", "expected"), [((5000, 1), (1, 2048)), ((1, 5000), (2048, 1)), ((3000, 1000), (683, 2048))])
+@pytest.mark.parametrize(
+    ("size", "expected"), [((5000, 1), (1, 1600)), ((1, 5000), (1600, 1)), ((3000, 1000), (533, 1600))]
+)
 def test_extreme_aspect_ratios_and_downscaling(size, expected):
     loaded = load_image(png_bytes(Image.new("RGB", size, (9, 99, 199))))
     assert loaded.rgb.shape[:2] == expected
@@ -239,7 +252,7 @@ def test_large_jpeg_is_drafted_and_downscaled():
     start = time.perf_counter()
     loaded = load_image(buf.getvalue())
     assert time.perf_counter() - start < 2.0
-    assert max(loaded.rgb.shape[:2]) == 2048 and loaded.rgb.shape[1] == 2048
+    assert loaded.rgb.shape[:2] == (1067, 1600)
 
 
 def test_arrays_and_pil_images_are_accepted():

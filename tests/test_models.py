@@ -150,7 +150,7 @@ def test_every_parameter_gets_a_gradient_from_the_logits(switches: dict) -> None
     sum(v.square().mean() for v in out["logits"].values()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
-    tokens = model.tokens.tokens
+    tokens = model.global_tokens.theta
     assert tokens.grad.abs().sum() > 0  # global tokens
     for gen in model.fine:
         assert gen.mlp[0].weight.grad.abs().sum() > 0  # fine-token MLP
@@ -175,7 +175,7 @@ def test_changing_theta_changes_the_predictions() -> None:
     x = _image()
     with torch.no_grad():
         before = model(x)["logits"]
-        model.tokens.tokens.add_(torch.randn_like(model.tokens.tokens))
+        model.global_tokens.theta.add_(torch.randn_like(model.global_tokens.theta))
         after = model(x)["logits"]
     for name in before:
         assert not torch.allclose(before[name], after[name])
@@ -232,7 +232,7 @@ def test_per_scale_fusion_equals_the_1x1_conv_over_concatenated_scales() -> None
     t = 1
     per_scale = []
     for j, f in enumerate(feats):
-        scale_tokens = stage.to_scale[j](stage.tokens.unsqueeze(1)).squeeze(1)
+        scale_tokens = stage.to_scale[j](stage.theta.unsqueeze(1)).squeeze(1)
         a = (stage.q[j](scale_tokens) @ stage.k[j](scale_tokens).T / scale_tokens.shape[1] ** 0.5).softmax(-1)
         x, _ = gated_task_features(f, scale_tokens, a)
         y = stage.ffn[j](x)[:, t * f.shape[1] : (t + 1) * f.shape[1]]

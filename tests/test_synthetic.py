@@ -4,6 +4,7 @@ give the class. Small images (72x96) keep the whole file fast."""
 
 from __future__ import annotations
 
+import ast
 import json
 from functools import cache
 from pathlib import Path
@@ -11,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.data.synthetic import GENERATOR_VERSION, KEYS, META_FILE, SPLIT_IDS, generate_scene, write_dataset
+from trainer.data.synthetic import (
+    GENERATOR_VERSION,
+    KEYS,
+    META_FILE,
+    SPLIT_IDS,
+    generate_scene,
+    write_dataset,
+)
 from trainer.data.synthetic_layout import P_BOX, P_CYL, P_ROOM, sample_layout
 from trainer.data.synthetic_render import MAX_RANGE, NEAR, cast, intrinsics, world_rays
 from trainer.tasks import NYUD_CLASSES
@@ -32,6 +40,14 @@ def rays(height: int, width: int) -> np.ndarray:
     u = (np.arange(width) - cx) / fx
     v = (np.arange(height) - cy) / fy
     return np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((height, width))), axis=-1)
+
+
+def test_generator_modules_do_not_import_torch():
+    for path in (Path(__file__).resolve().parents[1] / "trainer" / "data").glob("synthetic*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "torch" for n in names), f"{path.name} imports torch"
 
 
 def test_shapes_and_dtypes():
@@ -63,16 +79,23 @@ def _reference_cast(layout, height, width):
                 if ptype == P_ROOM:  # exit face: floor z- 0, ceiling z+ 1, walls y- 2, x+ 3, y+ 4, x- 5
                     axis = np.maximum(t0, t1).argmin(1)
                     positive = dl[np.arange(len(dl)), axis] > 0
-                    face = np.choose(axis, [np.where(positive, 3, 5), np.where(positive, 4, 2), positive.astype(int)])
+                    face = np.choose(
+                        axis, [np.where(positive, 3, 5), np.where(positive, 4, 2), positive.astype(int)]
+                    )
                     t = np.where(face == i, tfar, np.inf)
             elif ptype == P_CYL:
                 a = dl[:, 0] ** 2 + dl[:, 1] ** 2
                 b = o[0] * dl[:, 0] + o[1] * dl[:, 1]
                 disc = b * b - a * (o[0] ** 2 + o[1] ** 2 - half[0] ** 2)
                 side = (-b - np.sqrt(disc)) / a
-                side = np.where((disc >= 0) & (np.abs(o[2] + side * dl[:, 2]) <= half[2]) & (side > NEAR), side, np.inf)
+                side = np.where(
+                    (disc >= 0) & (np.abs(o[2] + side * dl[:, 2]) <= half[2]) & (side > NEAR), side, np.inf
+                )
                 caps = [(z - o[2]) / dl[:, 2] for z in (-half[2], half[2])]
-                caps = [np.where(((o[:2] + t[:, None] * dl[:, :2]) ** 2).sum(1) <= half[0] ** 2, t, np.inf) for t in caps]
+                caps = [
+                    np.where(((o[:2] + t[:, None] * dl[:, :2]) ** 2).sum(1) <= half[0] ** 2, t, np.inf)
+                    for t in caps
+                ]
                 t = np.minimum(side, np.minimum(*[np.where(t > NEAR, t, np.inf) for t in caps]))
             else:
                 a, b = (dl * dl).sum(1), dl @ o

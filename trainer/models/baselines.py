@@ -14,7 +14,7 @@ from torch import nn
 
 from ..tasks import TaskSpec
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
-from .heads import HeadLayers, Neck, TaskClassifiers, head_kind, upsample_logits
+from .heads import HeadLayers, Neck, TaskClassifiers, head_kind, resize_maps
 
 
 class MTL(nn.Module):
@@ -44,7 +44,7 @@ class MTL(nn.Module):
     def forward(self, image: torch.Tensor) -> dict:
         shared = self.neck(self.backbone(image))  # (B, D, h, w)
         heads = self.layers(shared, shared=True)  # (B, T*D, h, w)
-        logits = upsample_logits(self.classifiers(heads), image.shape[-2:])
+        logits = resize_maps(self.classifiers(heads), image.shape[-2:])
         return {"logits": dict(zip(self.task_names, logits))}
 
 

@@ -118,12 +118,12 @@ def resize_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def upsample_logits(logits: list[torch.Tensor], size: Sequence[int]) -> list[torch.Tensor]:
-    """Resize every task's logits (B, C_p_t, h, w) to ``size`` with one interpolation."""
-    if tuple(logits[0].shape[-2:]) == tuple(size):
-        return logits
-    joined = resize_to(torch.cat(logits, dim=1), size)
-    return list(torch.split(joined, [t.shape[1] for t in logits], dim=1))
+def resize_maps(maps: list[torch.Tensor], size: Sequence[int]) -> list[torch.Tensor]:
+    """Resize every task's maps (B, C_t, h, w) to ``size`` (bilinear) with one interpolation."""
+    if tuple(maps[0].shape[-2:]) == tuple(size):
+        return maps
+    joined = resize_to(torch.cat(maps, dim=1), size)
+    return list(torch.split(joined, [m.shape[1] for m in maps], dim=1))
 
 
 class Neck(nn.Module):

@@ -43,8 +43,8 @@ from .heads import (
     TaskClassifiers,
     TaskConvBNReLU,
     head_kind,
+    resize_maps,
     resize_to,
-    upsample_logits,
 )
 
 MIN_TOKEN_STRIDE = 4
@@ -124,14 +124,15 @@ class HiTTs(nn.Module):
                 self.task_vectors = nn.Parameter(torch.randn(t, width))
         self.refine = nn.ModuleList(FineRefine(c) for c in self.num_outputs)
 
-    def forward(self, image: torch.Tensor) -> dict:
-        size = image.shape[-2:]
+    def _token_stage(
+        self, feats: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Backbone features -> (task features F'' (B, T*D, h, w), or the shared (B, D, h, w) without
+        global tokens; head features feeding G (B, T*D, h_G, w_G); tokens theta'' (T, D) or None;
+        affinity (T, T) or None)."""
         t, d = len(self.task_names), self.width
-        feats = self.backbone(image)
         tokens = affinity = None
-
-        # Global token stage -> task features (B, T*D, h, w) (or one shared (B, D, h, w)).
-        if self.pool == 1:
+        if self.pool == 1:  # token stage and head at stride 8
             if self.global_tokens is None:
                 x = self.layers(self.neck(feats), shared=True)
             else:
@@ -140,63 +141,57 @@ class HiTTs(nn.Module):
                     x, tokens, affinity = self.global_tokens(feats, grid)
                 else:
                     x, tokens, affinity = self.global_tokens(self.neck(feats))
-                x = self.layers(x)
+                x = self.layers(x)  # the MTL head's conv3x3-BN-ReLU x2
                 if self.attention is not None:
                     x, tokens = self.attention(x, tokens)
-            task_features, head = x, x
-        else:
-            shared = self.neck(feats)  # (B, D, H, W)
-            pooled = F.avg_pool2d(shared, self.pool)  # (B, D, h, w)
-            if self.global_tokens is None:
-                task_features = pooled
-                head = self.layers(shared, shared=True)
-            else:
-                x, tokens, affinity = self.global_tokens(pooled)
-                x = self.token_ffn(x)
-                if self.attention is not None:
-                    x, tokens = self.attention(x, tokens)
-                task_features = x
-                b, _, hh, ww = shared.shape
-                full = resize_to(x, (hh, ww)).view(b, t, d, hh, ww) + shared.unsqueeze(1)
-                head = self.layers(full.view(b, t * d, hh, ww))
-        per_task = task_features.shape[1] == t * d and t > 1
+            return x, x, tokens, affinity
+        shared = self.neck(feats)  # (B, D, H, W), stride 1
+        pooled = F.avg_pool2d(shared, self.pool)  # (B, D, h, w), token-stage stride
+        if self.global_tokens is None:
+            return pooled, self.layers(shared, shared=True), None, None
+        x, tokens, affinity = self.global_tokens(pooled)
+        x = self.token_ffn(x)
+        if self.attention is not None:
+            x, tokens = self.attention(x, tokens)
+        b, _, hh, ww = shared.shape
+        full = resize_to(x, (hh, ww)).view(b, t, d, hh, ww) + shared.unsqueeze(1)  # F_s + up(F'')
+        return x, self.layers(full.view(b, t * d, hh, ww)), tokens, affinity
 
-        def task_slice(z: torch.Tensor, i: int) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> dict:
+        size = image.shape[-2:]
+        t, d, names = len(self.task_names), self.width, self.task_names
+        task_features, head, tokens, affinity = self._token_stage(self.backbone(image))
+
+        def task_slice(z: torch.Tensor, i: int) -> torch.Tensor:  # task i's (B, D, ., .) view
             return z[:, i * d : (i + 1) * d] if z.shape[1] == t * d else z
 
-        # Fine-grained tokens and logits.
-        phis = None
+        phis = None  # fine tokens, one (C_p, D) per task
         if self.fine is not None:
             base = tokens if tokens is not None else self.task_vectors
             phis = [gen(base[i]) for i, gen in enumerate(self.fine)]
-        logits, scores = [], []
-        for i in range(t):
+        gs, scores = [], []  # G (B, C_p, h_G, w_G) and S (B, C_p, h, w) per task
+        for i, classifier in enumerate(self.classifiers.convs):
             feature = task_slice(task_features, i)
-            if self.pool == 1:
-                conv = self.classifiers.convs[i]
-                g, s = project_and_score(feature, conv, phis[i]) if phis else (conv(feature), None)
+            if self.pool == 1 and phis:
+                g, s = project_and_score(feature, classifier, phis[i])
             else:
-                g = self.classifiers.convs[i](task_slice(head, i))
+                g = classifier(task_slice(head, i))
                 s = fine_scores(feature, phis[i]) if phis else None
-            logits.append(g)
+            gs.append(g)
             scores.append(s)
-        if phis and self.pool > 1:
-            scores_full = upsample_logits(scores, size)
-        else:
-            scores_full = scores
-        logits = [self.refine[i](g, s) for i, (g, s) in enumerate(zip(logits, scores_full))]
-        logits = upsample_logits(logits, size)
+        scores_at_g = resize_maps(scores, gs[0].shape[-2:]) if phis else scores
+        logits = resize_maps([refine(g, s) for refine, g, s in zip(self.refine, gs, scores_at_g)], size)
 
-        names = self.task_names
         out: dict = {
             "logits": dict(zip(names, logits)),
             "task_features": {n: task_slice(task_features, i) for i, n in enumerate(names)},
         }
-        if tokens is not None:
+        if tokens is not None:  # global tokens present: task features are per task
             b, _, h, w = task_features.shape
-            feats_t = task_features.view(b, t, d, h, w) if per_task else task_features.unsqueeze(1)
-            global_scores = torch.sigmoid(torch.einsum("btdhw,td->bthw", feats_t, tokens))
-            out["global_scores"] = {n: global_scores[:, i] for i, n in enumerate(names)}
+            scores_f = torch.sigmoid(
+                torch.einsum("btdhw,td->bthw", task_features.view(b, t, d, h, w), tokens)
+            )
+            out["global_scores"] = {n: scores_f[:, i] for i, n in enumerate(names)}
         if phis:
             out["fine_scores"] = dict(zip(names, scores))
             out["fine_tokens"] = dict(zip(names, phis))
