@@ -62,8 +62,9 @@ def main() -> None:
     cfg, model, quantisers, _ = load_run(a.run)
     specs = task_specs(cfg)
     probe = model(torch.zeros(1, 3, h, w))
-    wrapper = ExportWrapper(model, specs, quantisers, bool(probe.get("fine_tokens")),
-                            probe.get("affinity") is not None).eval()
+    wrapper = ExportWrapper(
+        model, specs, quantisers, bool(probe.get("fine_tokens")), probe.get("affinity") is not None
+    ).eval()
 
     def torch_call() -> None:
         with torch.inference_mode():
@@ -78,11 +79,15 @@ def main() -> None:
     for name, file in variants.items():
         sess = ort.InferenceSession(str(a.export / file), so, providers=["CPUExecutionProvider"])
         results[f"ort_{name}_ms"] = median_ms(lambda s=sess: s.run(None, {"image": resized()}), a.repeats)
-    print(f"machine: {platform.machine()} {platform.processor()}, {a.threads} threads, "
-          f"model input {h}x{w}, image {IMAGE_HW[0]}x{IMAGE_HW[1]}, median of {a.repeats}")
+    print(
+        f"machine: {platform.machine()} {platform.processor()}, {a.threads} threads, "
+        f"model input {h}x{w}, image {IMAGE_HW[0]}x{IMAGE_HW[1]}, median of {a.repeats}"
+    )
     for k, v in results.items():
         print(f"  {k:>18}: {v:8.1f} ms")
-    print(f"  ONNX Runtime fp32 speed-up over PyTorch eager: {results['torch_eager_ms'] / results['ort_fp32_ms']:.2f}x")
+    print(
+        f"  ONNX Runtime fp32 speed-up over PyTorch eager: {results['torch_eager_ms'] / results['ort_fp32_ms']:.2f}x"
+    )
     print(json.dumps(results))
 
 

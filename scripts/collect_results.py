@@ -52,18 +52,30 @@ def collect(runs: Path, nyuv2_mini: Path | None) -> None:
     transfer: dict = {}
     for setting, seeds in by_setting.items():
         per_seed = {s: json.loads((d / "metrics.json").read_text()) for s, d in seeds.items()}
-        methods = sorted({m for r in per_seed.values() for m in r if not m.startswith("_")},
-                         key=lambda m: ["stl", "mtl", "hitts", "hitts_no_oe", "hitts_lf", "hitts_lp",
-                                        "hitts_pseudo"].index(m) if m in ["stl", "mtl", "hitts", "hitts_no_oe",
-                                                                           "hitts_lf", "hitts_lp", "hitts_pseudo"] else 99)
+        methods = sorted(
+            {m for r in per_seed.values() for m in r if not m.startswith("_")},
+            key=lambda m: (
+                ["stl", "mtl", "hitts", "hitts_no_oe", "hitts_lf", "hitts_lp", "hitts_pseudo"].index(m)
+                if m in ["stl", "mtl", "hitts", "hitts_no_oe", "hitts_lf", "hitts_lp", "hitts_pseudo"]
+                else 99
+            ),
+        )
         result: dict = {}
         for m in methods:
             rows = {s: r[m] for s, r in per_seed.items() if m in r}
-            metrics = mean_metrics([{k: v for k, v in row.items() if k != "delta_mtl"} for row in rows.values()])
+            metrics = mean_metrics(
+                [{k: v for k, v in row.items() if k != "delta_mtl"} for row in rows.values()]
+            )
             deltas = {s: row["delta_mtl"] for s, row in rows.items()}
-            result[m] = {**metrics, "delta_mtl": float(np.mean(list(deltas.values()))),
-                         "delta_mtl_per_seed": deltas, "seeds": sorted(rows),
-                         "per_seed": {s: {k: v for k, v in row.items() if k != "delta_mtl"} for s, row in rows.items()}}
+            result[m] = {
+                **metrics,
+                "delta_mtl": float(np.mean(list(deltas.values()))),
+                "delta_mtl_per_seed": deltas,
+                "seeds": sorted(rows),
+                "per_seed": {
+                    s: {k: v for k, v in row.items() if k != "delta_mtl"} for s, row in rows.items()
+                },
+            }
         first = next(iter(per_seed.values()))["_meta"]
         result["_meta"] = {
             "dataset": "synthetic (795 train / 654 test, rendered at 288x384)",
@@ -71,10 +83,12 @@ def collect(runs: Path, nyuv2_mini: Path | None) -> None:
             "preset": "cpu",
             "seeds": sorted(per_seed),
             "split": first["split"],
-            "commands": [f"python -m trainer pipeline --data data/synthetic --dataset synthetic --setting {setting} "
-                         f"--preset cpu --seed {s} --split runs/repro/split-{setting}.json "
-                         f"--out runs/repro/{setting}-seed{s} --methods {' '.join(sorted(per_seed[s]))}"
-                         for s in sorted(per_seed)],
+            "commands": [
+                f"python -m trainer pipeline --data data/synthetic --dataset synthetic --setting {setting} "
+                f"--preset cpu --seed {s} --split runs/repro/split-{setting}.json "
+                f"--out runs/repro/{setting}-seed{s} --methods {' '.join(sorted(per_seed[s]))}"
+                for s in sorted(per_seed)
+            ],
             "hardware": hardware(),
             "wall_time_s": {s: r["_meta"]["wall_time_s"] for s, r in per_seed.items()},
             "config": first["config"],
@@ -85,15 +99,26 @@ def collect(runs: Path, nyuv2_mini: Path | None) -> None:
             dest = REPO / "exports" / "runs" / f"synthetic-{setting}-seed{s}"
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy(d / "metrics.json", dest / "metrics.json")
-            for method_dir in d.iterdir():
-                if (method_dir / "log.jsonl").exists():
-                    shutil.copy(method_dir / "log.jsonl", dest / f"{method_dir.name}.log.jsonl")
+            # one log for the run: per epoch, every method's terms prefixed with the method name
+            merged: dict[int, dict] = defaultdict(dict)
+            for method_dir in sorted(d.iterdir()):
+                log = method_dir / "log.jsonl"
+                for line in log.read_text().splitlines() if log.exists() else []:
+                    rec = json.loads(line)
+                    merged[rec["epoch"]].update(
+                        {f"{method_dir.name}/{k}": v for k, v in rec.items() if k != "epoch"}
+                    )
+            (dest / "log.jsonl").write_text(
+                "".join(json.dumps({"epoch": e, **merged[e]}) + "\n" for e in sorted(merged))
+            )
         if nyuv2_mini is not None:
             transfer[setting] = evaluate_transfer(seeds, nyuv2_mini)
     if transfer:
-        transfer["_meta"] = {"data": "the 10 real NYUD-v2 test frames of ../shared/data/nyuv2-mini, 288x384 "
-                                     "resized to the models' input; normals derived from depth (not ground truth)",
-                             "models": "trained on the synthetic set only (no real image seen)"}
+        transfer["_meta"] = {
+            "data": "the 10 real NYUD-v2 test frames of ../shared/data/nyuv2-mini, 288x384 "
+            "resized to the models' input; normals derived from depth (not ground truth)",
+            "models": "trained on the synthetic set only (no real image seen)",
+        }
         (REPO / "results" / "nyuv2-mini-transfer.json").write_text(json.dumps(transfer, indent=2))
 
 
@@ -111,8 +136,9 @@ def evaluate_transfer(seeds: dict[int, Path], root: Path) -> dict:
     for method, per_seed in raw.items():
         out[method] = {**mean_metrics(list(per_seed.values())), "per_seed": per_seed}
         if "stl" in raw:
-            out[method]["delta_mtl"] = float(np.mean(
-                [delta_mtl(per_seed[s], raw["stl"][s], specs) for s in per_seed if s in raw["stl"]]))
+            out[method]["delta_mtl"] = float(
+                np.mean([delta_mtl(per_seed[s], raw["stl"][s], specs) for s in per_seed if s in raw["stl"]])
+            )
     return out
 
 

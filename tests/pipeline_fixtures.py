@@ -46,5 +46,12 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 train / 8 test synthetic indoor scenes at the tiny test size (learnable, unlike noise)."""
     from trainer.data.synthetic import write_dataset
 
-    return write_dataset(tmp_path_factory.mktemp("synthetic"), num_train=16, num_test=8, seed=0,
-                         height=H, width=W, progress=False)
+    return write_dataset(
+        tmp_path_factory.mktemp("synthetic"),
+        num_train=16,
+        num_test=8,
+        seed=0,
+        height=H,
+        width=W,
+        progress=False,
+    )

@@ -35,8 +35,12 @@ def test_two_process_gloo_run_keeps_replicas_in_sync(tmp_path: Path) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests")))
     run = tmp_path / "run"
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(run)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(run)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = read_log(run)
     assert [r["epoch"] for r in log] == [0, 1, 2, 3]

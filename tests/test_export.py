@@ -47,7 +47,9 @@ def test_manifest_describes_every_output(exported: dict[str, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_onnx_matches_torch(exported: dict[str, Path], pipeline_run: tuple[Path, dict], data_root: Path) -> None:
+def test_onnx_matches_torch(
+    exported: dict[str, Path], pipeline_run: tuple[Path, dict], data_root: Path
+) -> None:
     out, _ = pipeline_run
     manifest = json.loads((exported["hitts_pseudo"] / "manifest.json").read_text())
     for name, stats in manifest["parity"].items():

@@ -10,15 +10,17 @@ from .config import ARCHS, DATASETS, PRESETS, SETTINGS
 
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--data", required=required, help="data set root folder")
-    p.add_argument("--dataset", choices=DATASETS, default="synthetic" if not required else None,
-                   required=required)
+    p.add_argument(
+        "--dataset", choices=DATASETS, default="synthetic" if not required else None, required=required
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer",
         description="HiTTs two-stage multi-task training: prepare data, train (stage 1 / 2), discover "
-                    "pseudo labels, evaluate, export to ONNX, or run the whole pipeline.")
+        "pseudo labels, evaluate, export to ONNX, or run the whole pipeline.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="generate the synthetic indoor-scene set in the NYUD-v2 layout")
@@ -31,9 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=384)
     p.add_argument("--workers", type=int, default=1)
 
-    for name, helptext in (("train", "train one model (stage 1, or stage 2 with --discovery)"),
-                           ("pipeline", "STL, MTL, HiTTs (stage 1), discovery and HiTTs + L_p + L_f "
-                                        "(stage 2) on one saved split -> RUN/metrics.json")):
+    for name, helptext in (
+        ("train", "train one model (stage 1, or stage 2 with --discovery)"),
+        (
+            "pipeline",
+            "STL, MTL, HiTTs (stage 1), discovery and HiTTs + L_p + L_f "
+            "(stage 2) on one saved split -> RUN/metrics.json",
+        ),
+    ):
         p = sub.add_parser(name, help=helptext)
         _add_data(p)
         p.add_argument("--setting", choices=SETTINGS, default="one-label")
@@ -43,19 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="training seed")
         p.add_argument("--split-seed", type=int, default=0)
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                       help="override a config field, e.g. --set train.epochs=3 (repeatable)")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="SECTION.FIELD=VALUE",
+            help="override a config field, e.g. --set train.epochs=3 (repeatable)",
+        )
         if name == "train":
             p.add_argument("--arch", choices=ARCHS, default="hitts")
-            p.add_argument("--discovery", help="discovery folder: train stage 2 with pseudo labels and "
-                                               "feature targets from it")
+            p.add_argument(
+                "--discovery",
+                help="discovery folder: train stage 2 with pseudo labels and feature targets from it",
+            )
             p.add_argument("--no-lp", action="store_true", help="stage 2 without L_p")
             p.add_argument("--no-lf", action="store_true", help="stage 2 without L_f")
         else:
-            p.add_argument("--methods", nargs="+", default=None,
-                           help="methods to run (default: stl mtl hitts hitts_pseudo); also hitts_lp, "
-                                "hitts_lf, hitts_no_oe, hitts_no_inter, hitts_no_intra, hitts_no_global, "
-                                "hitts_no_fine")
+            p.add_argument(
+                "--methods",
+                nargs="+",
+                default=None,
+                help="methods to run (default: stl mtl hitts hitts_pseudo); also hitts_lp, "
+                "hitts_lf, hitts_no_oe, hitts_no_inter, hitts_no_intra, hitts_no_global, "
+                "hitts_no_fine",
+            )
 
     p = sub.add_parser("discover", help="write pseudo labels, confidence masks and feature targets")
     p.add_argument("--run", required=True, help="stage-1 HiTTs run folder")
@@ -72,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--name", help="model name in the manifest (default: the run's arch)")
-    p.add_argument("--parity-data", help="folder of real images for the parity check (default: the run's val set)")
+    p.add_argument(
+        "--parity-data", help="folder of real images for the parity check (default: the run's val set)"
+    )
     p.add_argument("--fp16", action="store_true", help="also write an fp16 model with its parity figures")
     p.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantised model")
     return parser
@@ -83,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         from .data.synthetic import write_dataset
 
-        write_dataset(args.out, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                      height=args.height, width=args.width, workers=args.workers)
+        write_dataset(
+            args.out,
+            num_train=args.num_train,
+            num_test=args.num_test,
+            seed=args.seed,
+            height=args.height,
+            width=args.width,
+            workers=args.workers,
+        )
         return 0
     from . import pipeline
 

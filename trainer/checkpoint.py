@@ -30,8 +30,12 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
         "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -44,8 +48,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     npd = state["numpy"]
-    np.random.set_state(("MT19937", npd["key"].numpy().astype(np.uint32), npd["pos"],
-                         npd["has_gauss"], npd["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            npd["key"].numpy().astype(np.uint32),
+            npd["pos"],
+            npd["has_gauss"],
+            npd["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

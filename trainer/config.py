@@ -126,10 +126,20 @@ def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
 
 
 # Input size per data set (paper Sec. 4.1); the synthetic set and nyuv2-mini use NYUD-v2's.
-DATASET_SIZE = {"nyud": (288, 384), "synthetic": (288, 384), "nyuv2-mini": (288, 384),
-                "cityscapes": (128, 256), "pascal": (512, 512)}
-TASK_SET = {"nyud": "nyud", "synthetic": "nyud", "nyuv2-mini": "nyud", "cityscapes": "cityscapes",
-            "pascal": "pascal"}
+DATASET_SIZE = {
+    "nyud": (288, 384),
+    "synthetic": (288, 384),
+    "nyuv2-mini": (288, 384),
+    "cityscapes": (128, 256),
+    "pascal": (512, 512),
+}
+TASK_SET = {
+    "nyud": "nyud",
+    "synthetic": "nyud",
+    "nyuv2-mini": "nyud",
+    "cityscapes": "cityscapes",
+    "pascal": "pascal",
+}
 """Which task list (``trainer.tasks.DATASET_TASKS``) each data set uses."""
 
 SMOKE_SIZE = (96, 128)
@@ -161,8 +171,14 @@ def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") 
     elif preset == "smoke":
         model = ModelConfig(arch=arch, backbone="efficientnet_lite0", width=32)
         train = TrainConfig(epochs=2, batch_size=4, lr=1e-3, lr_step_epochs=100, amp=False)
-        data = DataConfig(dataset=dataset, setting=setting, height=SMOKE_SIZE[0], width=SMOKE_SIZE[1],
-                          max_train_images=SMOKE_TRAIN_IMAGES, max_eval_images=SMOKE_EVAL_IMAGES)
+        data = DataConfig(
+            dataset=dataset,
+            setting=setting,
+            height=SMOKE_SIZE[0],
+            width=SMOKE_SIZE[1],
+            max_train_images=SMOKE_TRAIN_IMAGES,
+            max_eval_images=SMOKE_EVAL_IMAGES,
+        )
     else:
         model = ModelConfig(arch=arch, backbone="efficientnet_lite0", width=64)
         train = TrainConfig(epochs=8, batch_size=8, lr=5e-4, lr_step_epochs=6, lr_gamma=0.2, eval_every=4)
@@ -189,8 +205,10 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         target = d
         for p in parts[:-1]:
             if p not in target or not isinstance(target[p], dict):
-                raise ValueError(f"unknown config section {p!r} in {key!r}; valid: "
-                                 f"{[k for k, v in target.items() if isinstance(v, dict)]}")
+                raise ValueError(
+                    f"unknown config section {p!r} in {key!r}; valid: "
+                    f"{[k for k, v in target.items() if isinstance(v, dict)]}"
+                )
             target = target[p]
         if parts[-1] not in target:
             raise ValueError(f"unknown config field {key!r}; valid: {sorted(target)}")

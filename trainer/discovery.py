@@ -80,11 +80,11 @@ def discover(
         arrays: list[dict[str, np.ndarray]] = [{} for _ in range(batch["image"].shape[0])]
         for s in specs:
             probs = outputs["logits"][s.name].float().softmax(dim=1)  # (B, C_p, H, W)
-            confidence, label = probs.max(dim=1)                       # (B, H, W)
+            confidence, label = probs.max(dim=1)  # (B, H, W)
             mask = confidence > taus[s.name]
             kept[s.name] += int(mask.sum())
-            feats = outputs.get("task_features", {}).get(s.name)      # (B, D, h, w)
-            fmask = outputs.get("global_scores", {}).get(s.name)      # (B, h, w)
+            feats = outputs.get("task_features", {}).get(s.name)  # (B, D, h, w)
+            fmask = outputs.get("global_scores", {}).get(s.name)  # (B, h, w)
             for b, a in enumerate(arrays):
                 a[f"pseudo/{s.name}"] = label[b].cpu().numpy().astype(np.uint8)
                 a[f"confidence/{s.name}"] = confidence[b].cpu().numpy().astype(np.float16)
@@ -123,14 +123,20 @@ class DiscoveredTargets:
         self.out_dir = Path(out_dir)
         path = self.out_dir / MANIFEST
         if not path.exists():
-            present = len(list((self.out_dir / "images").glob("*.npz"))) if (self.out_dir / "images").exists() else 0
+            present = (
+                len(list((self.out_dir / "images").glob("*.npz")))
+                if (self.out_dir / "images").exists()
+                else 0
+            )
             raise DiscoveryError(
                 f"discovery folder {self.out_dir} is incomplete ({present} of {num_images} images, no "
-                f"{MANIFEST}); re-run `python -m trainer discover` to complete it before stage 2")
+                f"{MANIFEST}); re-run `python -m trainer discover` to complete it before stage 2"
+            )
         self.manifest = json.loads(path.read_text())
         if self.manifest.get("num_images") != num_images:
-            raise DiscoveryError(f"{path} covers {self.manifest.get('num_images')} images, the training "
-                                 f"set has {num_images}")
+            raise DiscoveryError(
+                f"{path} covers {self.manifest.get('num_images')} images, the training set has {num_images}"
+            )
         names = [s.name for s in specs]
         if self.manifest.get("tasks") != names:
             raise DiscoveryError(f"{path} has tasks {self.manifest.get('tasks')}, expected {names}")
@@ -150,4 +156,3 @@ class DiscoveredTargets:
                 return out
         except (OSError, ValueError) as e:
             raise DiscoveryError(f"discovery file {path} is unreadable ({e}); re-run discovery") from e
-

@@ -73,24 +73,37 @@ class EpochSampler(Sampler[int]):
         else:
             order = list(range(self.num_items))
         usable = len(order) - len(order) % self.world  # every rank takes the same number of steps
-        return iter(order[self.rank:usable:self.world])
+        return iter(order[self.rank : usable : self.world])
 
     def __len__(self) -> int:
         return self.num_items // self.world
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None, num_workers: int,
-                device: torch.device, drop_last: bool) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", drop_last=drop_last,
-                      persistent_workers=False)  # workers must see set_epoch
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    sampler: Sampler | None,
+    num_workers: int,
+    device: torch.device,
+    drop_last: bool,
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
+        persistent_workers=False,
+    )  # workers must see set_epoch
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch schedule: "step" (lr x gamma every ``lr_step_epochs``) or "poly" ((1 - e/E)^power)."""
     if cfg.lr_schedule == "poly":
         return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda e: max(1.0 - e / cfg.epochs, 0.0) ** cfg.poly_power)
+            opt, lambda e: max(1.0 - e / cfg.epochs, 0.0) ** cfg.poly_power
+        )
     return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
 
 
@@ -146,8 +159,9 @@ def fit(
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                           fused=device.type == "cuda")
+    opt = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
     sched = make_scheduler(opt, cfg)
     start_epoch, ckpt_path = 0, run_dir / CHECKPOINT_NAME
     if resume and ckpt_path.exists():
@@ -163,8 +177,9 @@ def fit(
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler = EpochSampler(len(train_set), cfg.seed, rank, world)
     loader = make_loader(train_set, cfg.batch_size, sampler, num_workers, device, drop_last=True)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp
-                else nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp else nullcontext()
+    )
     steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -172,8 +187,13 @@ def fit(
             train_set.set_epoch(epoch)
         net.train()
         sums: dict[str, float] = defaultdict(float)
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=rank != 0, leave=False)
+        bar = tqdm(
+            loader,
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=rank != 0,
+            leave=False,
+        )
         for step, batch in enumerate(bar):
             if step >= steps_per_epoch:
                 break
@@ -190,7 +210,8 @@ def fit(
                 last = ckpt_path if ckpt_path.exists() else "none yet"
                 raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
-                    f"{terms}; last good checkpoint: {last}")
+                    f"{terms}; last good checkpoint: {last}"
+                )
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             opt.step()
@@ -209,10 +230,17 @@ def fit(
         if rank == 0:
             with open(run_dir / LOG_NAME, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            save_checkpoint(ckpt_path, {
-                **meta, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "epoch": epoch, "rng": rng_state(),
-            })
+            save_checkpoint(
+                ckpt_path,
+                {
+                    **meta,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": epoch,
+                    "rng": rng_state(),
+                },
+            )
         if world > 1:
             dist.barrier()
         if not all(math.isfinite(v) for k, v in record.items() if k.startswith("train/")):

@@ -34,10 +34,27 @@ TOKEN_OUTPUTS = ("global_score", "fine_scores", "fine_tokens")
 
 # A fixed, distinguishable palette (RGB), cycled for tasks with more classes.
 PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (255, 187, 120), (152, 223, 138),
-    (174, 199, 232), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (219, 219, 141),
-    (158, 218, 229), (57, 59, 121), (82, 84, 163),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (255, 187, 120),
+    (152, 223, 138),
+    (174, 199, 232),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (219, 219, 141),
+    (158, 218, 229),
+    (57, 59, 121),
+    (82, 84, 163),
 ]
 
 
@@ -48,8 +65,14 @@ class ExportError(RuntimeError):
 class ExportWrapper(nn.Module):
     """Model + quantisers -> the flat tuple of dashboard outputs, in ``output_names`` order."""
 
-    def __init__(self, model: nn.Module, specs: tuple[TaskSpec, ...], quantisers: dict, has_tokens: bool,
-                 has_affinity: bool):
+    def __init__(
+        self,
+        model: nn.Module,
+        specs: tuple[TaskSpec, ...],
+        quantisers: dict,
+        has_tokens: bool,
+        has_affinity: bool,
+    ):
         super().__init__()
         self.model, self.specs, self.quantisers = model, specs, quantisers
         self.has_tokens, self.has_affinity = has_tokens, has_affinity
@@ -71,7 +94,11 @@ class ExportWrapper(nn.Module):
             o = logits_to_outputs(s, out["logits"][s.name], self.quantisers[s.name])
             results += [o["pred"], o["confidence"], o["label"]]
             if self.has_tokens:
-                results += [out["global_scores"][s.name], out["fine_scores"][s.name], out["fine_tokens"][s.name]]
+                results += [
+                    out["global_scores"][s.name],
+                    out["fine_scores"][s.name],
+                    out["fine_tokens"][s.name],
+                ]
         if self.has_affinity:
             results.append(out["affinity"])
         return tuple(results)
@@ -82,7 +109,12 @@ def _palette(n: int) -> list[list[int]]:
 
 
 def task_manifest(spec: TaskSpec, quantiser: Any, tau: float) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": spec.name, "kind": spec.kind, "num_outputs": spec.num_outputs, "tau": tau}
+    entry: dict[str, Any] = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "num_outputs": spec.num_outputs,
+        "tau": tau,
+    }
     qd = quantiser.to_dict()
     if spec.is_classification:
         entry["class_names"] = list(spec.class_names)
@@ -129,14 +161,24 @@ def measure_parity(wrapper: ExportWrapper, onnx_path: Path, images: list[torch.T
 def _check_parity(stats: dict[str, Any], what: str) -> None:
     bad = {n: s["agreement"] for n, s in stats.items() if s.get("agreement", 1.0) < MIN_AGREEMENT}
     if bad:
-        raise ExportError(f"{what}: ONNX Runtime and PyTorch agree on fewer than {MIN_AGREEMENT:.1%} of "
-                          f"pixels for {bad}")
+        raise ExportError(
+            f"{what}: ONNX Runtime and PyTorch agree on fewer than {MIN_AGREEMENT:.1%} of pixels for {bad}"
+        )
 
 
-def export_model(model: nn.Module, specs: tuple[TaskSpec, ...], quantisers: dict, out_dir: str | Path,
-                 height: int, width: int, parity_images: list[torch.Tensor],
-                 manifest_extra: dict[str, Any], taus: dict[str, float], fp16: bool = False,
-                 int8: bool = False) -> dict[str, Any]:
+def export_model(
+    model: nn.Module,
+    specs: tuple[TaskSpec, ...],
+    quantisers: dict,
+    out_dir: str | Path,
+    height: int,
+    width: int,
+    parity_images: list[torch.Tensor],
+    manifest_extra: dict[str, Any],
+    taus: dict[str, float],
+    fp16: bool = False,
+    int8: bool = False,
+) -> dict[str, Any]:
     """Export ``model`` to ``out_dir/model.onnx`` + ``manifest.json``; returns the manifest."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,8 +191,16 @@ def export_model(model: nn.Module, specs: tuple[TaskSpec, ...], quantisers: dict
     names = wrapper.output_names
     onnx_path = out_dir / MODEL_FILE
     tmp_path = out_dir / (MODEL_FILE + ".tmp")
-    torch.onnx.export(wrapper, (torch.zeros(1, 3, height, width),), str(tmp_path), input_names=["image"],
-                      output_names=names, opset_version=OPSET, dynamo=True, external_data=False)
+    torch.onnx.export(
+        wrapper,
+        (torch.zeros(1, 3, height, width),),
+        str(tmp_path),
+        input_names=["image"],
+        output_names=names,
+        opset_version=OPSET,
+        dynamo=True,
+        external_data=False,
+    )
     onnx_model = onnx.load(str(tmp_path))
     onnx.checker.check_model(onnx_model, full_check=True)
     tmp_path.replace(onnx_path)
@@ -162,8 +212,13 @@ def export_model(model: nn.Module, specs: tuple[TaskSpec, ...], quantisers: dict
         "format_version": MANIFEST_VERSION,
         "onnx_file": MODEL_FILE,
         "opset": OPSET,
-        "input": {"name": "image", "height": height, "width": width,
-                  "mean": [float(x) for x in IMAGE_MEAN], "std": [float(x) for x in IMAGE_STD]},
+        "input": {
+            "name": "image",
+            "height": height,
+            "width": width,
+            "mean": [float(x) for x in IMAGE_MEAN],
+            "std": [float(x) for x in IMAGE_STD],
+        },
         "tasks": [task_manifest(s, quantisers[s.name], taus[s.name]) for s in specs],
         "outputs": shapes,
         "has_tokens": has_tokens,
@@ -200,8 +255,14 @@ def _int8_variant(onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Te
     return {"file": path.name, "parity": measure_parity(wrapper, path, images)}
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None,
-               parity_data: str | None = None, fp16: bool = False, int8: bool = False) -> dict[str, Any]:
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    name: str | None = None,
+    parity_data: str | None = None,
+    fp16: bool = False,
+    int8: bool = False,
+) -> dict[str, Any]:
     """Export a run folder (its checkpoint and metrics) to ``out_dir``."""
     from .config import TASK_SET
     from .pipeline import METRICS_NAME, dataset_for, load_run, task_specs
@@ -221,15 +282,30 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
         "arch": cfg.model.arch,
         "backbone": cfg.model.backbone,
         "stage": cfg.stage,
-        "trained_on": {"dataset": cfg.data.dataset, "setting": cfg.data.setting,
-                       "num_train": cfg.data.max_train_images, "epochs": cfg.train.epochs,
-                       "input_size": [cfg.data.height, cfg.data.width]},
+        "trained_on": {
+            "dataset": cfg.data.dataset,
+            "setting": cfg.data.setting,
+            "num_train": cfg.data.max_train_images,
+            "epochs": cfg.train.epochs,
+            "input_size": [cfg.data.height, cfg.data.width],
+        },
         "metrics": metrics,
         "quantisers": quantisers_to_dict(quantisers),
     }
     taus = tau_for(TASK_SET[cfg.data.dataset], cfg.data.setting, specs)
-    manifest = export_model(model, specs, quantisers, out_dir, cfg.data.height, cfg.data.width,
-                            _parity_images(data), extra, taus, fp16=fp16, int8=int8)
+    manifest = export_model(
+        model,
+        specs,
+        quantisers,
+        out_dir,
+        cfg.data.height,
+        cfg.data.width,
+        _parity_images(data),
+        extra,
+        taus,
+        fp16=fp16,
+        int8=int8,
+    )
     log = run_dir / "log.jsonl"
     if log.exists():
         shutil.copy(log, Path(out_dir) / "log.jsonl")

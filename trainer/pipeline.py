@@ -60,23 +60,40 @@ def task_specs(cfg: RunConfig) -> tuple[TaskSpec, ...]:
     return tasks_for(TASK_SET[cfg.data.dataset])
 
 
-def dataset_for(cfg: RunConfig, root: str | Path, split: str, specs: tuple[TaskSpec, ...],
-                labelled_mask: np.ndarray | None = None, augment: bool = False,
-                extra_targets: Any = None, dataset: str | None = None,
-                quantisers: dict | None = None) -> Dataset:
+def dataset_for(
+    cfg: RunConfig,
+    root: str | Path,
+    split: str,
+    specs: tuple[TaskSpec, ...],
+    labelled_mask: np.ndarray | None = None,
+    augment: bool = False,
+    extra_targets: Any = None,
+    dataset: str | None = None,
+    quantisers: dict | None = None,
+) -> Dataset:
     """A split of the run's data set at the run's input size.
 
     With ``quantisers``, a horizontal flip also mirrors normal pseudo labels (centre indices are
     remapped to the index of the mirrored centre).
     """
-    flip_maps = {f"pseudo/{s.name}": normal_flip_permutation(quantisers[s.name].centres)
-                 for s in specs if s.kind == "normals" and quantisers}
+    flip_maps = {
+        f"pseudo/{s.name}": normal_flip_permutation(quantisers[s.name].centres)
+        for s in specs
+        if s.kind == "normals" and quantisers
+    }
     max_images = cfg.data.max_train_images if split == "train" else cfg.data.max_eval_images
     data = build_dataset(
-        dataset or cfg.data.dataset, root, split, specs, labelled_mask=labelled_mask,
+        dataset or cfg.data.dataset,
+        root,
+        split,
+        specs,
+        labelled_mask=labelled_mask,
         augment=JointAugment(flip_index_maps=flip_maps or None) if augment else None,
-        extra_targets=extra_targets, max_images=max_images, size=(cfg.data.height, cfg.data.width),
-        seed=cfg.train.seed)
+        extra_targets=extra_targets,
+        max_images=max_images,
+        size=(cfg.data.height, cfg.data.width),
+        seed=cfg.train.seed,
+    )
     return data.cache_in_memory() if cfg.data.cache_in_memory else data
 
 
@@ -87,16 +104,29 @@ def ensure_split(cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, ...], 
         mask = load_label_mask(path, names)
     else:
         n = len(dataset_for(cfg, root, "train", specs))
-        mask = make_label_mask(n, names, cfg.data.setting, cfg.data.split_seed,
-                               few_shot_k=cfg.data.few_shot_k, few_shot_task=cfg.data.few_shot_task)
+        mask = make_label_mask(
+            n,
+            names,
+            cfg.data.setting,
+            cfg.data.split_seed,
+            few_shot_k=cfg.data.few_shot_k,
+            few_shot_task=cfg.data.few_shot_task,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_label_mask(path, mask, names, cfg.data.setting, cfg.data.split_seed,
-                        {"dataset": cfg.data.dataset, "root": str(root)})
+        save_label_mask(
+            path,
+            mask,
+            names,
+            cfg.data.setting,
+            cfg.data.split_seed,
+            {"dataset": cfg.data.dataset, "root": str(root)},
+        )
     return mask
 
 
-def ensure_quantisers(cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, ...],
-                      mask: np.ndarray, path: Path) -> dict:
+def ensure_quantisers(
+    cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, ...], mask: np.ndarray, path: Path
+) -> dict:
     """Quantisers fitted on the *labelled* training targets only, saved once and shared by all methods."""
     if path.exists():
         return quantisers_from_dict(json.loads(path.read_text()), specs)
@@ -108,8 +138,13 @@ def ensure_quantisers(cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, .
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, dataset: Dataset, specs: tuple[TaskSpec, ...],
-                   quantisers: dict, device: torch.device) -> dict[str, dict[str, float]]:
+def evaluate_model(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    specs: tuple[TaskSpec, ...],
+    quantisers: dict,
+    device: torch.device,
+) -> dict[str, dict[str, float]]:
     """Paper metrics over a whole split, accumulated in one pass."""
     was_training = model.training
     model.eval().to(device)
@@ -122,8 +157,15 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, specs: tuple[TaskSp
     return meter.compute()
 
 
-def train_method(cfg: RunConfig, root: str | Path, run_dir: Path, mask: np.ndarray, quantisers: dict,
-                 discovery_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
+def train_method(
+    cfg: RunConfig,
+    root: str | Path,
+    run_dir: Path,
+    mask: np.ndarray,
+    quantisers: dict,
+    discovery_dir: Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Train one model described by ``cfg`` in ``run_dir``; evaluate it; write ``metrics.json``."""
     specs = task_specs(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,24 +176,51 @@ def train_method(cfg: RunConfig, root: str | Path, run_dir: Path, mask: np.ndarr
             raise ValueError("stage 2 needs a discovery folder (--discovery)")
         n = len(dataset_for(cfg, root, "train", specs, labelled_mask=mask))
         extra = DiscoveredTargets(discovery_dir, specs, n)
-    train = dataset_for(cfg, root, "train", specs, labelled_mask=mask, augment=cfg.data.augment,
-                        extra_targets=extra, quantisers=quantisers if extra else None)
+    train = dataset_for(
+        cfg,
+        root,
+        "train",
+        specs,
+        labelled_mask=mask,
+        augment=cfg.data.augment,
+        extra_targets=extra,
+        quantisers=quantisers if extra else None,
+    )
     val = dataset_for(cfg, root, "val", specs)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, specs)
     device = resolve_device(cfg.train.device)
 
     def loss_fn(outputs: dict, batch: dict) -> dict:
-        return compute_losses(outputs, batch, specs, quantisers, use_pseudo=cfg.use_pseudo_labels,
-                              use_features=cfg.use_feature_targets)
+        return compute_losses(
+            outputs,
+            batch,
+            specs,
+            quantisers,
+            use_pseudo=cfg.use_pseudo_labels,
+            use_features=cfg.use_feature_targets,
+        )
 
-    meta = {"config": cfg.to_dict(), "tasks": [s.name for s in specs], "stage": cfg.stage,
-            "dataset": cfg.data.dataset, "data_root": str(root),
-            "quantisers": quantisers_to_dict(quantisers)}
+    meta = {
+        "config": cfg.to_dict(),
+        "tasks": [s.name for s in specs],
+        "stage": cfg.stage,
+        "dataset": cfg.data.dataset,
+        "data_root": str(root),
+        "quantisers": quantisers_to_dict(quantisers),
+    }
     start = time.time()
-    log = fit(model, train, loss_fn, cfg.train, run_dir, meta,
-              evaluate_fn=lambda m: evaluate_model(m, val, specs, quantisers, device),
-              resume=resume, num_workers=cfg.data.num_workers)
+    log = fit(
+        model,
+        train,
+        loss_fn,
+        cfg.train,
+        run_dir,
+        meta,
+        evaluate_fn=lambda m: evaluate_model(m, val, specs, quantisers, device),
+        resume=resume,
+        num_workers=cfg.data.num_workers,
+    )
     metrics = {k.split("/", 2)[1]: {} for k in log[-1] if k.startswith("val/")}
     for k, v in log[-1].items():
         if k.startswith("val/"):
@@ -176,12 +245,23 @@ def method_config(base: RunConfig, method: str) -> RunConfig:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {list(METHODS)}")
     arch, model_over, stage, use_lp, use_lf = METHODS[method]
-    return replace(base, model=replace(base.model, arch=arch, **model_over), stage=stage,
-                   use_pseudo_labels=use_lp, use_feature_targets=use_lf)
+    return replace(
+        base,
+        model=replace(base.model, arch=arch, **model_over),
+        stage=stage,
+        use_pseudo_labels=use_lp,
+        use_feature_targets=use_lf,
+    )
 
 
-def run_pipeline(base: RunConfig, root: str | Path, out: str | Path, methods: list[str] | tuple[str, ...],
-                 split_path: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
+def run_pipeline(
+    base: RunConfig,
+    root: str | Path,
+    out: str | Path,
+    methods: list[str] | tuple[str, ...],
+    split_path: str | Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Train every method on one saved split; discovery from the stage-1 HiTTs; Delta_MTL vs STL."""
     out = Path(out)
     for m in methods:
@@ -202,20 +282,29 @@ def run_pipeline(base: RunConfig, root: str | Path, out: str | Path, methods: li
         done = (run_dir / METRICS_NAME).exists() and resume
         if cfg.stage == 2 and not (discovery_dir / "manifest.json").exists():
             run_discovery(out / "hitts", root, discovery_dir)
-        results[m] = (json.loads((run_dir / METRICS_NAME).read_text()) if done else
-                      train_method(cfg, root, run_dir, mask, quantisers, discovery_dir, resume=resume))
+        results[m] = (
+            json.loads((run_dir / METRICS_NAME).read_text())
+            if done
+            else train_method(cfg, root, run_dir, mask, quantisers, discovery_dir, resume=resume)
+        )
     table: dict[str, Any] = {}
     reference = results.get("stl", {}).get("metrics")
     for m, r in results.items():
         entry = dict(r["metrics"])
         entry["delta_mtl"] = delta_mtl(r["metrics"], reference, specs) if reference else None
         table[m] = entry
-    summary = {**table, "_meta": {
-        "dataset": base.data.dataset, "setting": base.data.setting, "seed": base.train.seed,
-        "split": str(Path(split_path) if split_path else out / SPLIT_NAME),
-        "wall_time_s": {m: r["wall_time_s"] for m, r in results.items()},
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "config": base.to_dict()}}
+    summary = {
+        **table,
+        "_meta": {
+            "dataset": base.data.dataset,
+            "setting": base.data.setting,
+            "seed": base.train.seed,
+            "split": str(Path(split_path) if split_path else out / SPLIT_NAME),
+            "wall_time_s": {m: r["wall_time_s"] for m, r in results.items()},
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "config": base.to_dict(),
+        },
+    }
     (out / METRICS_NAME).write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -227,16 +316,27 @@ def run_discovery(run_dir: str | Path, root: str | Path | None, out_dir: str | P
     root = root or state["data_root"]
     clean = dataset_for(cfg, root, "train", specs)
     taus = tau_for(TASK_SET[cfg.data.dataset], cfg.data.setting, specs)
-    return discover(model, clean, specs, taus, out_dir, resolve_device(cfg.train.device),
-                    source=str(Path(run_dir) / CHECKPOINT_NAME))
+    return discover(
+        model,
+        clean,
+        specs,
+        taus,
+        out_dir,
+        resolve_device(cfg.train.device),
+        source=str(Path(run_dir) / CHECKPOINT_NAME),
+    )
 
 
 # ---- command-line entry points (argparse namespaces from trainer.__main__) ----
 
+
 def _base_config(args: argparse.Namespace, arch: str = "hitts") -> RunConfig:
     cfg = preset_config(args.preset, args.dataset, args.setting, arch)
-    cfg = replace(cfg, data=replace(cfg.data, root=str(args.data), split_seed=args.split_seed),
-                  train=replace(cfg.train, seed=args.seed))
+    cfg = replace(
+        cfg,
+        data=replace(cfg.data, root=str(args.data), split_seed=args.split_seed),
+        train=replace(cfg.train, seed=args.seed),
+    )
     return apply_overrides(cfg, args.overrides)
 
 
@@ -247,11 +347,19 @@ def _check_root(root: str) -> None:
 
 def cli_pipeline(args: argparse.Namespace) -> int:
     _check_root(args.data)
-    summary = run_pipeline(_base_config(args), args.data, args.out, args.methods or DEFAULT_METHODS,
-                           args.split, resume=args.resume)
+    summary = run_pipeline(
+        _base_config(args),
+        args.data,
+        args.out,
+        args.methods or DEFAULT_METHODS,
+        args.split,
+        resume=args.resume,
+    )
     for m, entry in summary.items():
         if not m.startswith("_"):
-            print(f"{m:>14}: delta_mtl {entry['delta_mtl'] if entry['delta_mtl'] is None else round(entry['delta_mtl'], 2)}")
+            print(
+                f"{m:>14}: delta_mtl {entry['delta_mtl'] if entry['delta_mtl'] is None else round(entry['delta_mtl'], 2)}"
+            )
     print(f"wrote {Path(args.out) / METRICS_NAME}")
     return 0
 
@@ -265,8 +373,15 @@ def cli_train(args: argparse.Namespace) -> int:
     specs = task_specs(cfg)
     mask = ensure_split(cfg, args.data, specs, Path(args.split) if args.split else out / SPLIT_NAME)
     quantisers = ensure_quantisers(cfg, args.data, specs, mask, out / QUANTISERS_NAME)
-    result = train_method(cfg, args.data, out, mask, quantisers,
-                          Path(args.discovery) if args.discovery else None, resume=args.resume)
+    result = train_method(
+        cfg,
+        args.data,
+        out,
+        mask,
+        quantisers,
+        Path(args.discovery) if args.discovery else None,
+        resume=args.resume,
+    )
     print(json.dumps(result["metrics"], indent=2))
     return 0
 
@@ -295,6 +410,7 @@ def cli_evaluate(args: argparse.Namespace) -> int:
 def cli_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
-    export_run(args.run, args.out, name=args.name, parity_data=args.parity_data, fp16=args.fp16,
-               int8=args.int8)
+    export_run(
+        args.run, args.out, name=args.name, parity_data=args.parity_data, fp16=args.fp16, int8=args.int8
+    )
     return 0

@@ -562,7 +562,10 @@ def logits_to_outputs(spec: TaskSpec, logits: torch.Tensor, quantiser: Quantiser
         raise ValueError(
             f"task {spec.name!r}: logits have {logits.shape[1]} channels, expected {spec.num_outputs}"
         )
-    probabilities = torch.softmax(logits, dim=1)
+    # softmax over channels written out: the same maths, but ONNX Runtime's CPU Softmax on axis 1 of
+    # an NCHW tensor transposes it twice and was ~60% of the dashboard's inference time
+    shifted = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+    probabilities = shifted / shifted.sum(dim=1, keepdim=True)
     confidence, label = probabilities.max(dim=1)
     pred = label if spec.is_classification else quantiser.decode_probabilities(probabilities)
     return {"pred": pred, "confidence": confidence, "label": label}

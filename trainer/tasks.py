@@ -88,15 +88,44 @@ class TaskSpec:
 
 # NYUD-v2 13 classes, in the label order of the 13-class mapping (Couprie et al.), labels 0..12.
 NYUD_CLASSES = (
-    "bed", "books", "ceiling", "chair", "floor", "furniture", "objects",
-    "picture", "sofa", "table", "tv", "wall", "window",
+    "bed",
+    "books",
+    "ceiling",
+    "chair",
+    "floor",
+    "furniture",
+    "objects",
+    "picture",
+    "sofa",
+    "table",
+    "tv",
+    "wall",
+    "window",
 )
 # Cityscapes 7 categories (the MTAN / XTC 7-class setting).
 CITYSCAPES_CLASSES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 PASCAL_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 HUMAN_PART_CLASSES = ("background", "head", "torso", "upper_arm", "lower_arm", "upper_leg", "lower_leg")
 
@@ -140,7 +169,13 @@ TAU: dict[tuple[str, str], dict[str, float]] = {
     ("nyud", "random-labels"): {"semseg": 0.9, "depth": 0.7, "normals": 0.7},
     ("cityscapes", "one-label"): {"semseg": 0.9, "depth": 0.5},
     ("pascal", "one-label"): {"semseg": 0.9, "human_parts": 0.85, "normals": 0.7, "sal": 0.7, "edge": 0.9},
-    ("pascal", "random-labels"): {"semseg": 0.9, "human_parts": 0.85, "normals": 0.7, "sal": 0.7, "edge": 0.9},
+    ("pascal", "random-labels"): {
+        "semseg": 0.9,
+        "human_parts": 0.85,
+        "normals": 0.7,
+        "sal": 0.7,
+        "edge": 0.9,
+    },
 }
 
 
