@@ -16,11 +16,14 @@ import json
 import platform
 import re
 import shutil
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from trainer.metrics import delta_mtl
 from trainer.pipeline import dataset_for, evaluate_model, load_run, task_specs
