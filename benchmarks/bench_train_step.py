@@ -15,6 +15,11 @@ Adam. Two measurements, both printed with the HiTTs / MTL ratios of this one run
 
     python benchmarks/bench_train_step.py                      # efficientnet_lite0, 288x384, batch 8
     python benchmarks/bench_train_step.py --backbone segnet --batch 2
+    python benchmarks/bench_train_step.py --threads 1          # stable figures on a shared CPU
+
+On a CPU that other processes also use, multi-threaded steps stall at OpenMP barriers whenever a
+core is taken away, and wall-clock figures swing by several times; ``--threads 1`` and the CPU-time
+column are then the figures to compare.
 """
 
 from __future__ import annotations

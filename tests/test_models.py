@@ -27,7 +27,9 @@ from trainer.tasks import tasks_for
 
 SPECS = tasks_for("nyud")  # semseg 13, depth 30, normals 20
 H, W, B = 32, 48, 2
-SMALL = ModelConfig(arch="hitts", backbone="resnet18", pretrained=False, width=16, fine_mlp_hidden=32)
+SMALL = ModelConfig(
+    arch="hitts", backbone="efficientnet_lite0", pretrained=False, width=16, fine_mlp_hidden=32
+)
 PAPER_SEGNET_MTL_PARAMS = 25.06e6
 ABLATIONS = (
     {},
@@ -38,6 +40,15 @@ ABLATIONS = (
     {"use_orthogonal_embeddings": False},
     {"multi_scale": True},
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and immune to a busy second core (OpenMP barriers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _model(**overrides) -> torch.nn.Module:
@@ -79,8 +90,9 @@ def _check_contract(out: dict, cfg: ModelConfig, stride: int, h: int = H, w: int
 
 
 @pytest.mark.parametrize("arch", ["stl", "mtl", "hitts"])
-def test_output_contract_per_arch(arch: str) -> None:
-    cfg = dataclasses.replace(SMALL, arch=arch)
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
+def test_output_contract_per_arch(arch: str, backbone: str) -> None:
+    cfg = dataclasses.replace(SMALL, arch=arch, backbone=backbone)
     out = build_model(cfg, SPECS)(_image())
     _check_contract(out, cfg, stride=8)
 
@@ -122,10 +134,7 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:
 
 
 def test_multiscale_feature_strides() -> None:
-    for model in (
-        ResNet18(),
-        build_model(dataclasses.replace(SMALL, backbone="efficientnet_lite0"), SPECS).backbone,
-    ):
+    for model in (ResNet18(), build_model(SMALL, SPECS).backbone):
         feats = model(torch.randn(1, 3, 64, 96))
         assert [f.shape[1] for f in feats] == list(model.channels)
         assert [(64 // f.shape[2], 96 // f.shape[3]) for f in feats] == [(s, s) for s in model.strides]
@@ -285,7 +294,8 @@ def test_resnet18_checkpoint_round_trip(tmp_path) -> None:
     state["fc.weight"], state["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)  # torchvision classifier
     path = tmp_path / "resnet18.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    model = build_model(dataclasses.replace(SMALL, arch="mtl", backbone_checkpoint=str(path)), SPECS)
+    cfg = dataclasses.replace(SMALL, arch="mtl", backbone="resnet18", backbone_checkpoint=str(path))
+    model = build_model(cfg, SPECS)
     for key, value in source.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key
 
