@@ -30,6 +30,7 @@ MIN_AGREEMENT = 0.999
 PARITY_IMAGES = 4
 MANIFEST_VERSION = 1
 MODEL_FILE = "model.onnx"
+INT8_OPS = ["MatMul", "Gemm"]
 TOKEN_OUTPUTS = ("global_score", "fine_scores", "fine_tokens")
 
 # A fixed, distinguishable palette (RGB), cycled for tasks with more classes.
@@ -201,9 +202,10 @@ def export_model(
         dynamo=True,
         external_data=False,
     )
-    onnx_model = onnx.load(str(tmp_path))
+    onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
     onnx.checker.check_model(onnx_model, full_check=True)
-    tmp_path.replace(onnx_path)
+    onnx.save(onnx_model, str(onnx_path))
+    tmp_path.unlink()
     parity = measure_parity(wrapper, onnx_path, parity_images)
     _check_parity(parity, "fp32 export")
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -229,30 +231,63 @@ def export_model(
     }
     variants: dict[str, Any] = {}
     if fp16:
-        variants["fp16"] = _fp16_variant(onnx_path, wrapper, parity_images)
+        variants["fp16"] = _variant("fp16", _make_fp16, onnx_path, wrapper, parity_images)
     if int8:
-        variants["int8"] = _int8_variant(onnx_path, wrapper, parity_images)
+        variants["int8"] = _variant("int8", _make_int8, onnx_path, wrapper, parity_images)
     if variants:
         manifest["quantized"] = variants
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def _fp16_variant(onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]) -> dict[str, Any]:
+def _outputs_through_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Outputs that do not depend on the image (affinity, fine tokens) are folded into initializers by
+    the exporter; give each an Identity node so that graph rewrites (fp16 casts) can rename them."""
+    outputs = {o.name for o in model.graph.output}
+    for init in model.graph.initializer:
+        if init.name in outputs:
+            name = init.name
+            init.name = f"{name}_constant"
+            model.graph.node.append(onnx.helper.make_node("Identity", [init.name], [name], name=f"{name}_identity"))
+    return model
+
+
+def _variant(kind: str, make: Any, onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]) -> dict:
+    """Build a reduced-precision variant; a failure is recorded in the manifest, never fatal."""
+    path = onnx_path.with_name(f"model_{kind}.onnx")
+    try:
+        make(onnx_path, path)
+        return {"file": path.name, "parity": measure_parity(wrapper, path, images),
+                "size_mb": round(path.stat().st_size / 2**20, 2)}
+    except Exception as e:  # the fp32 export stands on its own
+        path.unlink(missing_ok=True)
+        print(f"warning: {kind} variant not written: {type(e).__name__}: {e}")
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _make_fp16(src: Path, dst: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    path = onnx_path.with_name("model_fp16.onnx")
-    model16 = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
-    onnx.save(model16, str(path))
-    return {"file": path.name, "parity": measure_parity(wrapper, path, images)}
+    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
 
 
-def _int8_variant(onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]) -> dict[str, Any]:
+def _make_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of MatMul / Gemm weights (token attention and MLPs). Convolutions
+    stay fp32: their per-task weights are concatenated at run time, so they are not initializers."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    path = onnx_path.with_name("model_int8.onnx")
-    quantize_dynamic(str(onnx_path), str(path), weight_type=QuantType.QInt8)
-    return {"file": path.name, "parity": measure_parity(wrapper, path, images)}
+    folded = dst.with_suffix(".folded.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(folded))
+    del model.graph.value_info[:]  # stale shapes from the exporter confuse the quantiser's inference
+    onnx.save(model, str(folded))
+    try:
+        quantize_dynamic(str(folded), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=INT8_OPS)
+    finally:
+        folded.unlink(missing_ok=True)
 
 
 def export_run(
