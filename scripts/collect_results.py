@@ -145,9 +145,43 @@ def evaluate_transfer(seeds: dict[int, Path], root: Path) -> dict:
     return out
 
 
+HEADLINE = (("semseg", "miou"), ("semseg", "pacc"), ("depth", "abs_err"), ("depth", "rel_err"),
+            ("normals", "mean_angle"), ("normals", "within_11_25"))
+
+
+def markdown_table(result: dict) -> str:
+    """Main metrics and Delta_MTL (mean over seeds, per-seed Delta in brackets) as a Markdown table."""
+    head = "| method | seeds | " + " | ".join(f"{t} {m}" for t, m in HEADLINE) + " | Delta_MTL % |"
+    lines = [head, "|" + "---|" * (len(HEADLINE) + 3)]
+    for method, row in result.items():
+        if method.startswith("_") or not isinstance(row, dict):
+            continue
+        cells = [f"{row[t][m]:.4f}" if m in ("abs_err", "rel_err") else f"{row[t][m]:.2f}" for t, m in HEADLINE]
+        per_seed = ", ".join(f"{v:+.2f}" for v in row.get("delta_mtl_per_seed", {}).values())
+        seeds = len(row.get("seeds", [])) or 1
+        lines.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {row['delta_mtl']:+.2f} ({per_seed}) |")
+    return "\n".join(lines)
+
+
+def write_markdown() -> None:
+    parts = []
+    for path in sorted((REPO / "results").glob("synthetic-*.json")):
+        result = json.loads(path.read_text())
+        parts.append(f"### {path.stem}\n\n{markdown_table(result)}\n")
+    transfer = REPO / "results" / "nyuv2-mini-transfer.json"
+    if transfer.exists():
+        data = json.loads(transfer.read_text())
+        for setting, result in data.items():
+            if not setting.startswith("_"):
+                parts.append(f"### domain transfer: trained on synthetic {setting}, evaluated on the 10 real "
+                             f"NYUD-v2 frames (normals derived from depth)\n\n{markdown_table(result)}\n")
+    (REPO / "results" / "tables.md").write_text("\n".join(parts))
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", type=Path)
     p.add_argument("--nyuv2-mini", type=Path, default=REPO.parent / "shared" / "data" / "nyuv2-mini")
     a = p.parse_args()
     collect(a.runs, a.nyuv2_mini if a.nyuv2_mini.exists() else None)
+    write_markdown()
