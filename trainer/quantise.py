@@ -424,7 +424,7 @@ class NormalCentres(Quantiser):
 
     def decode_probabilities(self, probabilities: torch.Tensor) -> torch.Tensor:
         centres = self.centres.to(probabilities)
-        v = torch.einsum("bkhw,kc->bchw", probabilities, centres)  # (B, 3, H, W)
+        v = torch.nn.functional.conv2d(probabilities, centres.t()[:, :, None, None])  # (B, 3, H, W)
         norm = torch.sqrt((v * v).sum(dim=1, keepdim=True)).clamp_min(NORM_EPS)
         return v / norm
 
@@ -564,10 +564,14 @@ def logits_to_outputs(spec: TaskSpec, logits: torch.Tensor, quantiser: Quantiser
         )
     # softmax over channels written out: the same maths, but ONNX Runtime's CPU Softmax on axis 1 of
     # an NCHW tensor transposes it twice and was ~60% of the dashboard's inference time
-    shifted = torch.exp(logits - logits.amax(dim=1, keepdim=True))
-    probabilities = shifted / shifted.sum(dim=1, keepdim=True)
-    confidence, label = probabilities.max(dim=1)
-    pred = label if spec.is_classification else quantiser.decode_probabilities(probabilities)
+    shifted = torch.exp(logits - logits.amax(dim=1, keepdim=True))  # (B, C_p, H, W), max entry 1
+    total = shifted.sum(dim=1)  # (B, H, W)
+    confidence = 1.0 / total  # max softmax = exp(max - max) / sum, without a second reduction
+    label = logits.argmax(dim=1)
+    if spec.is_classification:
+        pred = label
+    else:
+        pred = quantiser.decode_probabilities(shifted / total.unsqueeze(1))
     return {"pred": pred, "confidence": confidence, "label": label}
 
 
