@@ -28,6 +28,8 @@ class ModelConfig:
         "resnet18" (multi-scale; weights only from ``backbone_checkpoint``).
     width: D, channel width of task features, heads and tokens.
     The ``use_*`` switches are the ablations of the paper's Table 5.
+    token_init_std: std of the global tokens' normal init (authors' code: 1.0). With 1.0 and D = 64
+        most task-query gates sigmoid(<F_s, theta>) start saturated (see README, reproduction study).
     """
 
     arch: str = "hitts"
@@ -43,6 +45,7 @@ class ModelConfig:
     use_orthogonal_embeddings: bool = True
     attention_reduction: int = 4
     fine_mlp_hidden: int = 128
+    token_init_std: float = 1.0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)

@@ -45,6 +45,8 @@ METHODS: dict[str, tuple[str, dict[str, Any], int, bool, bool]] = {
     "mtl": ("mtl", {}, 1, False, False),
     "hitts": ("hitts", {}, 1, False, False),
     "hitts_no_oe": ("hitts", {"use_orthogonal_embeddings": False}, 1, False, False),
+    # diagnostic, not in the paper: tokens initialised small so that the task-query gates start unsaturated
+    "hitts_small_init": ("hitts", {"token_init_std": 0.05}, 1, False, False),
     "hitts_no_inter": ("hitts", {"use_inter_task": False}, 1, False, False),
     "hitts_no_intra": ("hitts", {"use_intra_task": False}, 1, False, False),
     "hitts_no_global": ("hitts", {"use_global_tokens": False}, 1, False, False),
@@ -290,7 +292,9 @@ def run_pipeline(
             if done
             else train_method(cfg, root, run_dir, mask, quantisers, discovery_dir, resume=resume)
         )
-    table: dict[str, Any] = {}
+    # a pipeline folder accumulates methods: entries of earlier invocations are kept
+    previous = json.loads((out / METRICS_NAME).read_text()) if (out / METRICS_NAME).exists() else {}
+    table: dict[str, Any] = {m: v for m, v in previous.items() if not m.startswith("_") and m not in results}
     reference = results.get("stl", {}).get("metrics")
     for m, r in results.items():
         entry = dict(r["metrics"])
@@ -303,7 +307,8 @@ def run_pipeline(
             "setting": base.data.setting,
             "seed": base.train.seed,
             "split": str(Path(split_path) if split_path else out / SPLIT_NAME),
-            "wall_time_s": {m: r["wall_time_s"] for m, r in results.items()},
+            "wall_time_s": {**previous.get("_meta", {}).get("wall_time_s", {}),
+                        **{m: r["wall_time_s"] for m, r in results.items()}},
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "config": base.to_dict(),
         },

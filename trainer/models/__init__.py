@@ -47,6 +47,7 @@ def build_model(cfg: ModelConfig, specs: Sequence[TaskSpec]) -> nn.Module:
         use_orthogonal_embeddings=cfg.use_orthogonal_embeddings,
         attention_reduction=cfg.attention_reduction,
         fine_mlp_hidden=cfg.fine_mlp_hidden,
+        token_init_std=cfg.token_init_std,
     )
 
 

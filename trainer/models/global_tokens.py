@@ -50,9 +50,9 @@ class GlobalTokens(nn.Module):
     The per-task conv3x3-BN-ReLU that follows the mixing belongs to the caller (see ``hitts.py``).
     """
 
-    def __init__(self, num_tasks: int, channels: int, inter_task: bool = True) -> None:
+    def __init__(self, num_tasks: int, channels: int, inter_task: bool = True, init_std: float = 1.0) -> None:
         super().__init__()
-        self.theta = nn.Parameter(torch.randn(num_tasks, channels))  # (T, C); authors: N(0, 1)
+        self.theta = nn.Parameter(torch.randn(num_tasks, channels) * init_std)  # (T, C); authors: N(0, 1)
         self.q = nn.Linear(channels, channels) if inter_task else None
         self.k = nn.Linear(channels, channels) if inter_task else None
         init_layers(self)
@@ -79,10 +79,12 @@ class MultiScaleGlobalTokens(nn.Module):
     (features (B, T*D, *out_size), tokens' (T, D), affinity (T, T) = mean over scales, or None).
     """
 
-    def __init__(self, num_tasks: int, channels: Sequence[int], width: int, inter_task: bool = True) -> None:
+    def __init__(
+        self, num_tasks: int, channels: Sequence[int], width: int, inter_task: bool = True, init_std: float = 1.0
+    ) -> None:
         super().__init__()
         t, c = num_tasks, channels[-1]
-        self.theta = nn.Parameter(torch.randn(t, c))  # (T, C); authors: N(0, 1)
+        self.theta = nn.Parameter(torch.randn(t, c) * init_std)  # (T, C); authors: N(0, 1)
         self.to_scale = nn.ModuleList(TaskLinear(t, c, cj) for cj in channels)
         self.from_scale = nn.ModuleList(
             TaskLinear(t, cj, width, bias=j == 0) for j, cj in enumerate(channels)

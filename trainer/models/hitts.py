@@ -78,6 +78,7 @@ class HiTTs(nn.Module):
         use_orthogonal_embeddings: bool = True,
         attention_reduction: int = 4,
         fine_mlp_hidden: int = 128,
+        token_init_std: float = 1.0,
     ) -> None:
         super().__init__()
         self.task_names = tuple(s.name for s in specs)
@@ -103,9 +104,9 @@ class HiTTs(nn.Module):
         self.attention: IntraTaskAttention | None = None
         if use_global_tokens:
             if self.multi_scale:
-                self.global_tokens = MultiScaleGlobalTokens(t, channels, width, use_inter_task)
+                self.global_tokens = MultiScaleGlobalTokens(t, channels, width, use_inter_task, token_init_std)
             else:
-                self.global_tokens = GlobalTokens(t, width, use_inter_task)
+                self.global_tokens = GlobalTokens(t, width, use_inter_task, token_init_std)
             if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
                 self.token_ffn = TaskConvBNReLU(t, d, d)
             if use_intra_task:
