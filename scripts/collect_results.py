@@ -29,6 +29,7 @@ from trainer.metrics import delta_mtl
 from trainer.pipeline import dataset_for, evaluate_model, load_run, task_specs
 
 REPO = Path(__file__).resolve().parents[1]
+METHOD_ORDER = ("stl", "mtl", "hitts", "hitts_no_oe", "hitts_small_init", "hitts_lf", "hitts_lp", "hitts_pseudo")
 RUN_PATTERN = re.compile(r"(?P<setting>[a-z-]+)-seed(?P<seed>\d+)$")
 
 
@@ -55,14 +56,8 @@ def collect(runs: Path, nyuv2_mini: Path | None) -> None:
     transfer: dict = {}
     for setting, seeds in by_setting.items():
         per_seed = {s: json.loads((d / "metrics.json").read_text()) for s, d in seeds.items()}
-        methods = sorted(
-            {m for r in per_seed.values() for m in r if not m.startswith("_")},
-            key=lambda m: (
-                ["stl", "mtl", "hitts", "hitts_no_oe", "hitts_lf", "hitts_lp", "hitts_pseudo"].index(m)
-                if m in ["stl", "mtl", "hitts", "hitts_no_oe", "hitts_lf", "hitts_lp", "hitts_pseudo"]
-                else 99
-            ),
-        )
+        found = {m for r in per_seed.values() for m in r if not m.startswith("_")}
+        methods = [m for m in METHOD_ORDER if m in found] + sorted(found - set(METHOD_ORDER))
         result: dict = {}
         for m in methods:
             rows = {s: r[m] for s, r in per_seed.items() if m in r}
@@ -136,12 +131,13 @@ def evaluate_transfer(seeds: dict[int, Path], root: Path) -> dict:
             data = dataset_for(cfg, root, "val", specs, dataset="nyuv2-mini")
             raw[method_dir.name][s] = evaluate_model(model, data, specs, quantisers, torch.device("cpu"))
     out: dict = {}
-    for method, per_seed in raw.items():
-        out[method] = {**mean_metrics(list(per_seed.values())), "per_seed": per_seed}
+    for method in [m for m in METHOD_ORDER if m in raw] + sorted(set(raw) - set(METHOD_ORDER)):
+        per_seed = raw[method]
+        out[method] = {**mean_metrics(list(per_seed.values())), "seeds": sorted(per_seed), "per_seed": per_seed}
         if "stl" in raw:
-            out[method]["delta_mtl"] = float(
-                np.mean([delta_mtl(per_seed[s], raw["stl"][s], specs) for s in per_seed if s in raw["stl"]])
-            )
+            deltas = {s: delta_mtl(per_seed[s], raw["stl"][s], specs) for s in per_seed if s in raw["stl"]}
+            out[method]["delta_mtl"] = float(np.mean(list(deltas.values())))
+            out[method]["delta_mtl_per_seed"] = deltas
     return out
 
 
