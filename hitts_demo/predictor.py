@@ -53,12 +53,20 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_intra_op_threads() -> int:
+    """``HITTS_ORT_THREADS`` if set, else 1: the shipped 96x128 model ran in 11.9 ms with one thread and
+    15.7 ms with two on the 2-core machine (benchmarks/bench_inference.py), and the app's queue runs
+    two requests at once, each calling two models."""
+    value = os.environ.get("HITTS_ORT_THREADS", "")
+    return min(int(value), cpu_cores()) if value.isdigit() and int(value) > 0 else 1
+
+
 def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
-    """Graph optimisation level ALL, sequential execution, intra-op threads = cores."""
+    """Graph optimisation level ALL, sequential execution, intra-op threads (see ``default_intra_op_threads``)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = intra_op_threads or cpu_cores()
+    opts.intra_op_num_threads = intra_op_threads or default_intra_op_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = ORT_LOG_ERRORS_ONLY
     return opts
