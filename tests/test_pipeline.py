@@ -77,12 +77,14 @@ def test_incomplete_discovery_is_refused_then_completed(
     cfg, *_ = load_run(out / "hitts")
     specs = task_specs(cfg)
     n = len(dataset_for(cfg, data_root, "train", specs))
-    run_discovery(out / "hitts", data_root, tmp_path)
+    complete = run_discovery(out / "hitts", data_root, tmp_path)
     (tmp_path / "manifest.json").unlink()  # as if killed before the manifest was written
     sorted((tmp_path / "images").glob("*.npz"))[-1].unlink()
     with pytest.raises(DiscoveryError, match="incomplete"):
         DiscoveredTargets(tmp_path, specs, n)
-    run_discovery(out / "hitts", data_root, tmp_path)  # resumes, writes only the missing file
+    resumed = run_discovery(out / "hitts", data_root, tmp_path)  # resumes, writes only the missing file
+    assert resumed["coverage"] == pytest.approx(complete["coverage"])  # counted over the whole folder
+    assert resumed["feature_shape"] == complete["feature_shape"]
     assert len(list((tmp_path / "images").glob("*.npz"))) == n
     DiscoveredTargets(tmp_path, specs, n)
 

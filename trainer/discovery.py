@@ -98,17 +98,35 @@ def discover(
         for b, a in enumerate(arrays):
             _save_npz_atomic(_image_path(out_dir, todo[done + b]), a)
         done += len(arrays)
+    if len(todo) < len(dataset):  # resumed: count what earlier runs wrote too
+        kept, total_pixels, feature_shape = _coverage_of_folder(out_dir, specs, len(dataset))
     manifest = {
         "num_images": len(dataset),
         "tasks": [s.name for s in specs],
         "tau": {s.name: float(taus[s.name]) for s in specs},
         "feature_shape": feature_shape,
-        "coverage_of_new_images": {k: v / total_pixels for k, v in kept.items()} if total_pixels else None,
+        "coverage": {k: v / total_pixels for k, v in kept.items()} if total_pixels else None,
         "source_checkpoint": source,
         "complete": True,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _coverage_of_folder(out_dir: Path, specs: tuple[TaskSpec, ...], num_images: int
+                        ) -> tuple[dict[str, int], int, list[int] | None]:
+    """Kept pixels per task, total pixels and feature shape over every written image file."""
+    kept = dict.fromkeys((s.name for s in specs), 0)
+    total, feature_shape = 0, None
+    for i in range(num_images):
+        with np.load(_image_path(out_dir, i)) as z:
+            for s in specs:
+                mask = z[f"pseudo_mask/{s.name}"]
+                kept[s.name] += int(mask.sum())
+                if f"feature_target/{s.name}" in z.files:
+                    feature_shape = list(z[f"feature_target/{s.name}"].shape)
+            total += int(mask.size)
+    return kept, total, feature_shape
 
 
 class DiscoveredTargets:
