@@ -170,8 +170,12 @@ def train_method(
     quantisers: dict,
     discovery_dir: Path | None = None,
     resume: bool = False,
+    step_hook: Any = None,
 ) -> dict[str, Any]:
-    """Train one model described by ``cfg`` in ``run_dir``; evaluate it; write ``metrics.json``."""
+    """Train one model described by ``cfg`` in ``run_dir``; evaluate it; write ``metrics.json``.
+
+    step_hook: passed to the loop (``fit``), called after every optimiser step (tests kill runs with it).
+    """
     specs = task_specs(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.dump(run_dir / "config.json")
@@ -225,6 +229,7 @@ def train_method(
         evaluate_fn=lambda m: evaluate_model(m, val, specs, quantisers, device),
         resume=resume,
         num_workers=cfg.data.num_workers,
+        step_hook=step_hook,
     )
     metrics = {k.split("/", 2)[1]: {} for k in log[-1] if k.startswith("val/")}
     for k, v in log[-1].items():
