@@ -17,6 +17,8 @@ SETTINGS = ("one-label", "random-labels", "full-labels", "few-shot")
 DATASETS = ("nyud", "cityscapes", "pascal", "synthetic", "nyuv2-mini")
 PRESETS = ("paper", "smoke", "cpu")
 LR_SCHEDULES = ("step", "poly")
+EVAL_SPLITS = ("val", "test")
+LOSS_FORMS = ("paper", "authors")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,13 @@ class ModelConfig:
     The ``use_*`` switches are the ablations of the paper's Table 5.
     token_init_std: std of the global tokens' normal init (authors' code: 1.0). With 1.0 and D = 64
         most task-query gates sigmoid(<F_s, theta>) start saturated (see README, reproduction study).
+    gate_channel_scale: the authors' code multiplies F_s by a learned per-channel scale (a depthwise
+        1x1 conv, Xavier init) before the task-query gate: g = sigmoid(<s * F_s, theta>). The paper
+        does not mention it (default off).
+    train_global_tokens: the paper learns theta; the authors' code never registers it as a parameter,
+        so it stays at its random init (False reproduces that).
+    head_reads_shared: stride-8 layout only: the head reads F'_t + F_s instead of F'_t (the SegNet
+        layout always adds F_s; the authors' ASPP head reads only F'_t). Not in the paper (default off).
     """
 
     arch: str = "hitts"
@@ -46,6 +55,9 @@ class ModelConfig:
     attention_reduction: int = 4
     fine_mlp_hidden: int = 128
     token_init_std: float = 1.0
+    gate_channel_scale: bool = False
+    train_global_tokens: bool = True
+    head_reads_shared: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -54,7 +66,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the data is and how it is split and augmented."""
+    """Where the data is and how it is split and augmented.
+
+    validation_images: training scenes held out as a validation split (seeded by ``split_seed``,
+        saved in the split file, never trained on); the per-epoch curves are computed on them.
+        0 = none (the per-epoch curves then use the evaluation split).
+    eval_split: what the final ``metrics.json`` reports: "val" (the held-out training scenes: choose
+        settings on it) or "test" (the data set's test split: report once).
+    """
 
     dataset: str = "synthetic"
     root: str = ""
@@ -69,15 +88,24 @@ class DataConfig:
     max_eval_images: int | None = None
     num_workers: int = 0
     cache_in_memory: bool = True
+    validation_images: int = 0
+    eval_split: str = "test"
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("setting", self.setting, SETTINGS)
+        _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
+        if self.eval_split == "val" and self.validation_images <= 0:
+            raise ValueError("eval_split 'val' needs validation_images > 0 (training scenes held out)")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation schedule (paper: Adam lr 1e-4, batch 8, 400 epochs, lr x0.5 every 100)."""
+    """Optimisation schedule (paper: Adam lr 1e-4, batch 8, 400 epochs, lr x0.5 every 100).
+
+    grad_clip_norm: clip the global gradient norm to this value (authors' code: 10; the paper says
+        nothing: default None, no clipping).
+    """
 
     epochs: int = 400
     batch_size: int = 8
@@ -93,9 +121,24 @@ class TrainConfig:
     channels_last: bool = True
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
+    grad_clip_norm: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The task loss L_i.
+
+    form: "paper" (Eq. 13: CE on the bin / centre + 0.1 x L_reg, every task weight 1) or "authors"
+        (their code: L_reg + 0.1 x CE, NYUD task weights semseg 1, depth 0.6, normals 1).
+    """
+
+    form: str = "paper"
+
+    def __post_init__(self) -> None:
+        _check_choice("loss form", self.form, LOSS_FORMS)
 
 
 @dataclass(frozen=True)
@@ -103,6 +146,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     stage: int = 1
     use_pseudo_labels: bool = False
     use_feature_targets: bool = False
@@ -116,7 +160,8 @@ class RunConfig:
             model=ModelConfig(**d.get("model", {})),
             data=DataConfig(**d.get("data", {})),
             train=TrainConfig(**d.get("train", {})),
-            **{k: v for k, v in d.items() if k not in ("model", "data", "train")},
+            loss=LossConfig(**d.get("loss", {})),
+            **{k: v for k, v in d.items() if k not in ("model", "data", "train", "loss")},
         )
 
     def dump(self, path: str | Path) -> None:
@@ -158,7 +203,8 @@ def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") 
         400 epochs, lr x0.5 every 100; PASCAL-Context: multi-scale ResNet-18, lr 1e-4, weight decay
         1e-4, batch 6, poly decay, 20000 steps ~= 24 epochs of 4998 images).
     smoke: a few minutes for the whole pipeline on 2 CPU cores (tiny images and subsets).
-    cpu: the schedule that fits 2 CPU cores for real comparisons (fast ImageNet encoder, 144x192).
+    cpu: the schedule that fits 2 CPU cores for real comparisons (EfficientNet-Lite0 with ImageNet
+        weights, D = 64, 96x128 inputs, 8 epochs).
     """
     _check_choice("preset", preset, PRESETS)
     _check_choice("dataset", dataset, DATASETS)

@@ -214,6 +214,8 @@ def fit(
                 )
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
+            if cfg.grad_clip_norm:  # returns the norm as a tensor: no host sync
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm, foreach=True)
             opt.step()
             for k, v in losses.items():
                 sums[k] += float(v.detach())

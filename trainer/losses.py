@@ -39,6 +39,21 @@ import torch.nn.functional as F
 from trainer.quantise import NORM_EPS, Quantiser
 from trainer.tasks import IGNORE_LABEL, TaskSpec
 
+AUTHORS_CE_WEIGHT = 0.1
+"""Authors' code: L_i = L_reg + 0.1 x CE for depth / normals (the paper's Eq. 13: CE + 0.1 x L_reg)."""
+AUTHORS_TASK_WEIGHTS = {"depth": 0.6}
+"""Authors' NYUD config: task weights semseg 1, depth 0.6, normals 1 (the paper weighs every task 1)."""
+LOSS_FORMS = ("paper", "authors")
+
+
+def loss_weights(spec: TaskSpec, form: str = "paper") -> tuple[float, float, float]:
+    """(CE weight, L_reg weight, task weight) of a task under the loss ``form`` ("paper" | "authors")."""
+    if form not in LOSS_FORMS:
+        raise ValueError(f"unknown loss form {form!r}; valid: {list(LOSS_FORMS)}")
+    if form == "paper" or spec.reg_weight == 0:
+        return 1.0, spec.reg_weight, 1.0 if form == "paper" else AUTHORS_TASK_WEIGHTS.get(spec.name, 1.0)
+    return AUTHORS_CE_WEIGHT, 1.0, AUTHORS_TASK_WEIGHTS.get(spec.name, 1.0)
+
 
 def _regression_loss(spec: TaskSpec, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-pixel L_reg (B, H, W): L1 for depth, 1 - cosine for normals. ``target`` must be finite."""
@@ -54,8 +69,10 @@ def pixel_task_loss(
     class_index: torch.Tensor,
     reg_target: torch.Tensor | None,
     quantiser: Quantiser,
+    form: str = "paper",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel mixed loss L_i of one task.
+    """Per-pixel mixed loss L_i of one task (``form``: see ``loss_weights``; the task weight is not
+    applied here).
 
     logits: G' (B, C_p, H, W).
     class_index: (B, H, W) int64 class / bin / centre index, -1 (or out of range) = no label.
@@ -70,11 +87,14 @@ def pixel_task_loss(
         )
     valid = (class_index >= 0) & (class_index < logits.shape[1])
     safe_index = torch.where(valid, class_index, torch.zeros_like(class_index))
+    ce_weight, reg_weight, _ = loss_weights(spec, form)
     loss = F.cross_entropy(logits, safe_index, reduction="none")  # (B, H, W)
-    if spec.reg_weight > 0 and reg_target is not None:
+    if ce_weight != 1.0:
+        loss = ce_weight * loss
+    if reg_weight > 0 and reg_target is not None:
         safe_target = torch.where(valid.unsqueeze(1), reg_target, torch.zeros_like(reg_target))
         pred = quantiser.decode(logits)  # (B, 1|3, H, W)
-        loss = loss + spec.reg_weight * _regression_loss(spec, pred, safe_target)
+        loss = loss + reg_weight * _regression_loss(spec, pred, safe_target)
     return torch.where(valid, loss, torch.zeros_like(loss)), valid
 
 
@@ -85,13 +105,18 @@ def _ignore_where(keep: torch.Tensor, target: torch.Tensor, ignore_value: float 
 
 
 def _supervised_term(
-    spec: TaskSpec, logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, quantiser: Quantiser
+    spec: TaskSpec,
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    labelled: torch.Tensor,
+    quantiser: Quantiser,
+    form: str = "paper",
 ) -> torch.Tensor:
     """L_s/i: mean of L_i over the valid pixels of the labelled images (0 if none)."""
     target = _ignore_where(labelled, target, quantiser.ignore_value)
     index = quantiser.to_index(target)
     reg_target = None if spec.is_classification else target.to(logits.dtype)
-    loss, valid = pixel_task_loss(spec, logits, index, reg_target, quantiser)
+    loss, valid = pixel_task_loss(spec, logits, index, reg_target, quantiser, form)
     # loss is exactly 0 off the valid pixels: with none, 0 / 1 = 0.0, still on the graph
     return loss.sum() / valid.sum().clamp_min(1)
 
@@ -103,12 +128,13 @@ def _pseudo_term(
     pseudo_mask: torch.Tensor,
     unlabelled: torch.Tensor,
     quantiser: Quantiser,
+    form: str = "paper",
 ) -> torch.Tensor:
     """L_p/i: sum of M_p * L_i(G', pseudo) over the unlabelled images / their pixel count (0 if none)."""
     num_images = int(unlabelled.sum())
     pseudo = _ignore_where(unlabelled, pseudo.long(), IGNORE_LABEL)
     reg_target = None if spec.is_classification else quantiser.index_to_value(pseudo).to(logits.dtype)
-    loss, valid = pixel_task_loss(spec, logits, pseudo, reg_target, quantiser)
+    loss, valid = pixel_task_loss(spec, logits, pseudo, reg_target, quantiser, form)
     mask = pseudo_mask.to(loss.dtype)
     mask = torch.where(valid & torch.isfinite(mask), mask, torch.zeros_like(mask))  # 0 on labelled images
     num_pixels = max(num_images * loss.shape[-2] * loss.shape[-1], 1)
@@ -139,6 +165,7 @@ def compute_losses(
     use_pseudo: bool = False,
     use_features: bool = False,
     task_order: Sequence[str] | None = None,
+    loss_form: str = "paper",
 ) -> dict[str, torch.Tensor]:
     """All loss terms of one batch (see the module docstring for each normaliser).
 
@@ -149,6 +176,7 @@ def compute_losses(
         ``use_features`` ``feature_target/<task>`` (B, D, h, w) and ``feature_mask/<task>`` (B, h, w).
     task_order: task names of the columns of ``batch["labelled"]`` (default: the ``specs`` order,
         i.e. ``DATASET_TASKS`` order).
+    loss_form: "paper" or "authors" (``loss_weights``); the task weight scales L_s/<task> and L_p/<task>.
     Returns scalars: ``L_s/<task>``, ``L_s``, (``L_p/<task>``, ``L_p``), (``L_f/<task>``, ``L_f``),
     ``total``. A term with nothing to supervise is exactly 0.0.
     """
@@ -166,16 +194,20 @@ def compute_losses(
         logits = outputs["logits"][spec.name]
         labelled = labelled_all[:, order.index(spec.name)].to(logits.device)  # (B,) alpha_i
         quantiser = quantisers[spec.name]
-        losses[f"L_s/{spec.name}"] = _supervised_term(spec, logits, batch[spec.name], labelled, quantiser)
+        task_weight = loss_weights(spec, loss_form)[2]
+        supervised = _supervised_term(spec, logits, batch[spec.name], labelled, quantiser, loss_form)
+        losses[f"L_s/{spec.name}"] = supervised if task_weight == 1.0 else task_weight * supervised
         if use_pseudo:
-            losses[f"L_p/{spec.name}"] = _pseudo_term(
+            pseudo_term = _pseudo_term(
                 spec,
                 logits,
                 batch[f"pseudo/{spec.name}"],
                 batch[f"pseudo_mask/{spec.name}"],
                 ~labelled,
                 quantiser,
+                loss_form,
             )
+            losses[f"L_p/{spec.name}"] = pseudo_term if task_weight == 1.0 else task_weight * pseudo_term
         if use_features:
             losses[f"L_f/{spec.name}"] = _feature_term(
                 outputs["task_features"][spec.name],
@@ -192,4 +224,4 @@ def compute_losses(
     return losses
 
 
-__all__ = ["compute_losses", "pixel_task_loss"]
+__all__ = ["compute_losses", "loss_weights", "pixel_task_loss"]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hitts_schema import delta_mtl as schema_delta_mtl
 from trainer.tasks import MISSING_DEPTH, TaskSpec
 
 PERCENT = 100.0
@@ -417,28 +418,21 @@ def delta_mtl(
     metrics: Mapping[str, Mapping[str, float]],
     reference: Mapping[str, Mapping[str, float]],
     specs: Iterable[TaskSpec],
+    metric_set: Iterable[tuple[str, str]] | None = None,
 ) -> float:
-    """Delta_MTL in percent: (1/N) sum over metrics m of (-1)^l_m (M_m - M_s) / M_s * 100.
+    """Delta_MTL in percent against the STL ``reference`` (``hitts_schema.delta_mtl``).
 
-    metrics, reference: {task: {metric: value}} of the model and of the single-task baselines.
-    The sum runs over every metric declared in ``TaskSpec.metrics`` that is present in both dicts;
-    N is their count; l_m = 1 where lower is better. Raises if no metric is shared or if a
-    reference value is 0.
+    metric_set: the paper's (task, metric) pairs (``hitts_schema.metric_set_for``); None = every
+        metric declared in the ``specs`` that both dicts hold (the secondary all-metrics figure).
     """
-    terms = []
-    for spec in specs:
-        mine, ref = metrics.get(spec.name, {}), reference.get(spec.name, {})
-        for metric in spec.metrics:
-            if metric.name not in mine or metric.name not in ref:
-                continue
-            m, s = float(mine[metric.name]), float(ref[metric.name])
-            if s == 0:
-                raise ValueError(f"reference {spec.name}/{metric.name} is 0: Delta_MTL is undefined")
-            sign = 1.0 if metric.higher_is_better else -1.0
-            terms.append(sign * (m - s) / s)
-    if not terms:
-        raise ValueError("no metric is present in both the results and the reference")
-    return sum(terms) / len(terms) * PERCENT
+    if metric_set is None:
+        metric_set = [
+            (s.name, m.name)
+            for s in specs
+            for m in s.metrics
+            if m.name in metrics.get(s.name, {}) and m.name in reference.get(s.name, {})
+        ]
+    return schema_delta_mtl(metrics, reference, metric_set)
 
 
 __all__ = [

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from hitts_schema import DEFAULT_METHODS, DELTA_ALL_KEY, DELTA_KEY, METHODS, get_method, metric_set_for
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import TASK_SET, RunConfig, apply_overrides, preset_config
@@ -39,23 +41,8 @@ METRICS_NAME = "metrics.json"
 DISCOVERY_DIR = "discovery"
 EVAL_BATCH = 8
 
-# Method name -> (arch, model-config overrides, stage, use L_p, use L_f).
-METHODS: dict[str, tuple[str, dict[str, Any], int, bool, bool]] = {
-    "stl": ("stl", {}, 1, False, False),
-    "mtl": ("mtl", {}, 1, False, False),
-    "hitts": ("hitts", {}, 1, False, False),
-    "hitts_no_oe": ("hitts", {"use_orthogonal_embeddings": False}, 1, False, False),
-    # diagnostic, not in the paper: tokens initialised small so that the task-query gates start unsaturated
-    "hitts_small_init": ("hitts", {"token_init_std": 0.05}, 1, False, False),
-    "hitts_no_inter": ("hitts", {"use_inter_task": False}, 1, False, False),
-    "hitts_no_intra": ("hitts", {"use_intra_task": False}, 1, False, False),
-    "hitts_no_global": ("hitts", {"use_global_tokens": False}, 1, False, False),
-    "hitts_no_fine": ("hitts", {"use_fine_tokens": False}, 1, False, False),
-    "hitts_lf": ("hitts", {}, 2, False, True),
-    "hitts_lp": ("hitts", {}, 2, True, False),
-    "hitts_pseudo": ("hitts", {}, 2, True, True),
-}
-DEFAULT_METHODS = ("stl", "mtl", "hitts", "hitts_pseudo")
+VALIDATION_KEY = "validation"
+"""Key, in the split file's ``meta``, of the training-scene indices held out as the validation split."""
 
 
 def task_specs(cfg: RunConfig) -> tuple[TaskSpec, ...]:
@@ -99,11 +86,44 @@ def dataset_for(
     return data.cache_in_memory() if cfg.data.cache_in_memory else data
 
 
+class TrainSubset(Subset):
+    """A subset of a training set that forwards ``set_epoch`` (per-epoch augmentation seeds)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+def validation_indices(path: Path) -> np.ndarray:
+    """Training-scene indices held out as the validation split by the split file at ``path`` (may be empty)."""
+    doc = json.loads(Path(path).read_text())
+    return np.asarray(doc.get("meta", {}).get(VALIDATION_KEY, []), dtype=np.int64)
+
+
+def _hold_out(mask: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Seeded choice of ``count`` training scenes for validation; their label rows are cleared in place."""
+    if not 0 < count < len(mask):
+        raise ValueError(f"validation_images must be in 1..{len(mask) - 1}, got {count}")
+    held = np.sort(np.random.default_rng([seed, 7]).choice(len(mask), size=count, replace=False))
+    mask[held] = False  # a held-out scene is never trained on, so none of its labels is "available"
+    return held
+
+
 def ensure_split(cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, ...], path: Path) -> np.ndarray:
-    """Load the label masks at ``path``, or make them once from the split seed and save them there."""
+    """Load the label masks at ``path``, or make them once from the split seed and save them there.
+
+    With ``data.validation_images`` > 0 the file also names the held-out validation scenes (their
+    rows of the mask are all False); a file made with another count is refused.
+    """
     names = [s.name for s in specs]
     if path.exists():
         mask = load_label_mask(path, names)
+        held = validation_indices(path)
+        if len(held) != cfg.data.validation_images:
+            raise ValueError(
+                f"{path} holds out {len(held)} validation scenes, the config asks for "
+                f"{cfg.data.validation_images}: use another split file"
+            )
     else:
         n = len(dataset_for(cfg, root, "train", specs))
         mask = make_label_mask(
@@ -114,15 +134,11 @@ def ensure_split(cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, ...], 
             few_shot_k=cfg.data.few_shot_k,
             few_shot_task=cfg.data.few_shot_task,
         )
+        meta: dict[str, Any] = {"dataset": cfg.data.dataset, "root": str(root)}
+        if cfg.data.validation_images:
+            meta[VALIDATION_KEY] = _hold_out(mask, cfg.data.validation_images, cfg.data.split_seed).tolist()
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_label_mask(
-            path,
-            mask,
-            names,
-            cfg.data.setting,
-            cfg.data.split_seed,
-            {"dataset": cfg.data.dataset, "root": str(root)},
-        )
+        save_label_mask(path, mask, names, cfg.data.setting, cfg.data.split_seed, meta)
     return mask
 
 
@@ -171,11 +187,15 @@ def train_method(
     discovery_dir: Path | None = None,
     resume: bool = False,
     step_hook: Any = None,
+    held_out: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Train one model described by ``cfg`` in ``run_dir``; evaluate it; write ``metrics.json``.
 
+    held_out: training-scene indices of the validation split (never trained on); the per-epoch
+        curves are computed on them, and the final metrics on ``data.eval_split``.
     step_hook: passed to the loop (``fit``), called after every optimiser step (tests kill runs with it).
     """
+    held_out = np.asarray([] if held_out is None else held_out, dtype=np.int64)
     specs = task_specs(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.dump(run_dir / "config.json")
@@ -195,7 +215,13 @@ def train_method(
         extra_targets=extra,
         quantisers=quantisers if extra else None,
     )
-    val = dataset_for(cfg, root, "val", specs)
+    test = dataset_for(cfg, root, "val", specs)  # the data set's test split ("val" folder on disk)
+    val = test
+    if len(held_out):
+        keep = np.setdiff1d(np.arange(len(train)), held_out)
+        train = TrainSubset(train, keep.tolist())
+        val = Subset(dataset_for(cfg, root, "train", specs), held_out.tolist())
+    final = val if cfg.data.eval_split == "val" else test
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, specs)
     device = resolve_device(cfg.train.device)
@@ -208,6 +234,7 @@ def train_method(
             quantisers,
             use_pseudo=cfg.use_pseudo_labels,
             use_features=cfg.use_feature_targets,
+            loss_form=cfg.loss.form,
         )
 
     meta = {
@@ -231,12 +258,20 @@ def train_method(
         num_workers=cfg.data.num_workers,
         step_hook=step_hook,
     )
-    metrics = {k.split("/", 2)[1]: {} for k in log[-1] if k.startswith("val/")}
-    for k, v in log[-1].items():
-        if k.startswith("val/"):
-            _, task, metric = k.split("/", 2)
-            metrics[task][metric] = v
-    result = {"metrics": metrics, "wall_time_s": time.time() - start, "epochs": cfg.train.epochs}
+    if final is val:
+        metrics = {k.split("/", 2)[1]: {} for k in log[-1] if k.startswith("val/")}
+        for k, v in log[-1].items():
+            if k.startswith("val/"):
+                _, task, metric = k.split("/", 2)
+                metrics[task][metric] = v
+    else:
+        metrics = evaluate_model(model, final, specs, quantisers, device)
+    result = {
+        "metrics": metrics,
+        "eval_split": cfg.data.eval_split if len(held_out) else "test",
+        "wall_time_s": time.time() - start,
+        "epochs": cfg.train.epochs,
+    }
     (run_dir / METRICS_NAME).write_text(json.dumps(result, indent=2))
     return result
 
@@ -252,15 +287,14 @@ def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunConfig,
 
 
 def method_config(base: RunConfig, method: str) -> RunConfig:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {list(METHODS)}")
-    arch, model_over, stage, use_lp, use_lf = METHODS[method]
+    """The run config of a registered method (``hitts_schema.METHODS``) on top of ``base``."""
+    m = get_method(method)
     return replace(
         base,
-        model=replace(base.model, arch=arch, **model_over),
-        stage=stage,
-        use_pseudo_labels=use_lp,
-        use_feature_targets=use_lf,
+        model=replace(base.model, arch=m.arch, **dict(m.model_switches)),
+        stage=m.stage,
+        use_pseudo_labels=m.use_pseudo_labels,
+        use_feature_targets=m.use_feature_targets,
     )
 
 
@@ -277,13 +311,15 @@ def run_pipeline(
     for m in methods:
         method_config(base, m)  # fail on an unknown method before any work
     specs = task_specs(base)
-    mask = ensure_split(base, root, specs, Path(split_path) if split_path else out / SPLIT_NAME)
+    split_file = Path(split_path) if split_path else out / SPLIT_NAME
+    mask = ensure_split(base, root, specs, split_file)
+    held_out = validation_indices(split_file)
     quantisers = ensure_quantisers(base, root, specs, mask, out / QUANTISERS_NAME)
-    needs_stage1 = any(METHODS[m][2] == 2 for m in methods)
+    needs_stage1 = any(METHODS[m].stage == 2 for m in methods)
     order = list(methods)
     if needs_stage1 and "hitts" not in order:
         order.insert(0, "hitts")
-    order.sort(key=lambda m: METHODS[m][2])  # stage-2 methods after their stage-1 teacher
+    order.sort(key=lambda m: METHODS[m].stage)  # stage-2 methods after their stage-1 teacher
     results: dict[str, Any] = {}
     discovery_dir = out / DISCOVERY_DIR
     for m in order:
@@ -295,15 +331,19 @@ def run_pipeline(
         results[m] = (
             json.loads((run_dir / METRICS_NAME).read_text())
             if done
-            else train_method(cfg, root, run_dir, mask, quantisers, discovery_dir, resume=resume)
+            else train_method(
+                cfg, root, run_dir, mask, quantisers, discovery_dir, resume=resume, held_out=held_out
+            )
         )
     # a pipeline folder accumulates methods: entries of earlier invocations are kept
     previous = json.loads((out / METRICS_NAME).read_text()) if (out / METRICS_NAME).exists() else {}
     table: dict[str, Any] = {m: v for m, v in previous.items() if not m.startswith("_") and m not in results}
     reference = results.get("stl", {}).get("metrics")
+    metric_set = metric_set_for(base.data.dataset, base.data.setting)
     for m, r in results.items():
         entry = dict(r["metrics"])
-        entry["delta_mtl"] = delta_mtl(r["metrics"], reference, specs) if reference else None
+        entry[DELTA_KEY] = delta_mtl(r["metrics"], reference, specs, metric_set) if reference else None
+        entry[DELTA_ALL_KEY] = delta_mtl(r["metrics"], reference, specs) if reference else None
         table[m] = entry
     summary = {
         **table,
@@ -311,7 +351,10 @@ def run_pipeline(
             "dataset": base.data.dataset,
             "setting": base.data.setting,
             "seed": base.train.seed,
-            "split": str(Path(split_path) if split_path else out / SPLIT_NAME),
+            "split": str(split_file),
+            "eval_split": base.data.eval_split if len(held_out) else "test",
+            "validation_images": len(held_out),
+            "delta_mtl_metrics": [f"{t}/{m}" for t, m in metric_set],
             "wall_time_s": {**previous.get("_meta", {}).get("wall_time_s", {}),
                         **{m: r["wall_time_s"] for m, r in results.items()}},
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",

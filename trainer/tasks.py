@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hitts_schema import HIGHER_IS_BETTER
+
 IGNORE_LABEL = -1
 """Class index of an unlabelled pixel in classification targets."""
 
@@ -34,18 +36,16 @@ class Metric:
     higher_is_better: bool
 
 
-SEG_METRICS = (Metric("miou", True), Metric("pacc", True))
-DEPTH_METRICS = (Metric("abs_err", False), Metric("rel_err", False), Metric("rmse", False))
-NORMAL_METRICS = (
-    Metric("mean_angle", False),
-    Metric("median_angle", False),
-    Metric("rmse_angle", False),
-    Metric("within_11_25", True),
-    Metric("within_22_5", True),
-    Metric("within_30", True),
-)
-EDGE_METRICS = (Metric("odsf", True),)
-SAL_METRICS = (Metric("miou", True), Metric("max_f", True))
+def _metrics(*names: str) -> tuple[Metric, ...]:
+    """Metrics with their directions from the one shared table (``hitts_schema.HIGHER_IS_BETTER``)."""
+    return tuple(Metric(n, HIGHER_IS_BETTER[n]) for n in names)
+
+
+SEG_METRICS = _metrics("miou", "pacc")
+DEPTH_METRICS = _metrics("abs_err", "rel_err", "rmse")
+NORMAL_METRICS = _metrics("mean_angle", "median_angle", "rmse_angle", "within_11_25", "within_22_5", "within_30")
+EDGE_METRICS = _metrics("odsf")
+SAL_METRICS = _metrics("miou", "max_f")
 
 
 @dataclass(frozen=True)

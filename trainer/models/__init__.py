@@ -48,6 +48,9 @@ def build_model(cfg: ModelConfig, specs: Sequence[TaskSpec]) -> nn.Module:
         attention_reduction=cfg.attention_reduction,
         fine_mlp_hidden=cfg.fine_mlp_hidden,
         token_init_std=cfg.token_init_std,
+        gate_channel_scale=cfg.gate_channel_scale,
+        train_global_tokens=cfg.train_global_tokens,
+        head_reads_shared=cfg.head_reads_shared,
     )
 
 

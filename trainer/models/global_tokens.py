@@ -27,19 +27,38 @@ def task_affinity(tokens: torch.Tensor, q: nn.Linear, k: nn.Linear) -> torch.Ten
 
 
 def gated_task_features(
-    shared: torch.Tensor, tokens: torch.Tensor, affinity: torch.Tensor | None
+    shared: torch.Tensor,
+    tokens: torch.Tensor,
+    affinity: torch.Tensor | None,
+    channel_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Task-feature query and inter-task mixing of the features.
 
-    shared (B, C, h, w), tokens (T, C), affinity (T, T) or None (identity).
+    shared (B, C, h, w), tokens (T, C), affinity (T, T) or None (identity), channel_scale (C,) or None:
+    the authors' learned per-channel scale s before the gate, g = sigmoid(<s * F_s, theta>), computed
+    exactly as <F_s, s * theta>.
     Returns the mixed task features (B, T*C, h, w) = F_s * sum_j A_ij g_j, and the gates (B, T, h, w).
     """
     b, c, h, w = shared.shape
     t = tokens.shape[0]
-    gates = torch.sigmoid(F.conv2d(shared, tokens.view(t, c, 1, 1)))  # (B, T, h, w)
+    query = tokens if channel_scale is None else tokens * channel_scale
+    gates = torch.sigmoid(F.conv2d(shared, query.reshape(t, c, 1, 1)))  # (B, T, h, w)
     mixed = gates if affinity is None else F.conv2d(gates, affinity.view(t, t, 1, 1))  # sum_j A_ij g_j
     features = shared.unsqueeze(1) * mixed.unsqueeze(2)  # (B, T, C, h, w)
     return features.view(b, t * c, h, w), gates
+
+
+def make_tokens(num_tasks: int, channels: int, init_std: float, trainable: bool) -> torch.Tensor:
+    """theta (T, C) ~ N(0, init_std^2): a Parameter, or (``trainable`` False, as in the authors' code,
+    where the tokens are never registered and stay at their init) a plain tensor to be kept as a buffer."""
+    theta = torch.randn(num_tasks, channels) * init_std
+    return nn.Parameter(theta) if trainable else theta
+
+
+def gate_scale_init(channels: int) -> nn.Parameter:
+    """The authors' per-channel scale before the gate: a depthwise 1x1 conv weight (C, 1, 1, 1) with
+    Xavier-normal init, std = sqrt(2 / (1 + C)), held as (C,)."""
+    return nn.Parameter(torch.randn(channels) * (2.0 / (1 + channels)) ** 0.5)
 
 
 class GlobalTokens(nn.Module):
@@ -50,16 +69,29 @@ class GlobalTokens(nn.Module):
     The per-task conv3x3-BN-ReLU that follows the mixing belongs to the caller (see ``hitts.py``).
     """
 
-    def __init__(self, num_tasks: int, channels: int, inter_task: bool = True, init_std: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_tasks: int,
+        channels: int,
+        inter_task: bool = True,
+        init_std: float = 1.0,
+        channel_scale: bool = False,
+        trainable_tokens: bool = True,
+    ) -> None:
         super().__init__()
-        self.theta = nn.Parameter(torch.randn(num_tasks, channels) * init_std)  # (T, C); authors: N(0, 1)
+        theta = make_tokens(num_tasks, channels, init_std, trainable_tokens)
+        if trainable_tokens:
+            self.theta = theta
+        else:
+            self.register_buffer("theta", theta)
+        self.channel_scale = gate_scale_init(channels) if channel_scale else None
         self.q = nn.Linear(channels, channels) if inter_task else None
         self.k = nn.Linear(channels, channels) if inter_task else None
         init_layers(self)
 
     def forward(self, shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         affinity = None if self.q is None else task_affinity(self.theta, self.q, self.k)
-        features, _ = gated_task_features(shared, self.theta, affinity)
+        features, _ = gated_task_features(shared, self.theta, affinity, self.channel_scale)
         tokens = self.theta if affinity is None else affinity @ self.theta
         return features, tokens, affinity
 
@@ -80,11 +112,25 @@ class MultiScaleGlobalTokens(nn.Module):
     """
 
     def __init__(
-        self, num_tasks: int, channels: Sequence[int], width: int, inter_task: bool = True, init_std: float = 1.0
+        self,
+        num_tasks: int,
+        channels: Sequence[int],
+        width: int,
+        inter_task: bool = True,
+        init_std: float = 1.0,
+        channel_scale: bool = False,
+        trainable_tokens: bool = True,
     ) -> None:
         super().__init__()
         t, c = num_tasks, channels[-1]
-        self.theta = nn.Parameter(torch.randn(t, c) * init_std)  # (T, C); authors: N(0, 1)
+        theta = make_tokens(t, c, init_std, trainable_tokens)  # (T, C); authors: N(0, 1)
+        if trainable_tokens:
+            self.theta = theta
+        else:
+            self.register_buffer("theta", theta)
+        self.channel_scale = (
+            nn.ParameterList(gate_scale_init(cj) for cj in channels) if channel_scale else None
+        )
         self.to_scale = nn.ModuleList(TaskLinear(t, c, cj) for cj in channels)
         self.from_scale = nn.ModuleList(
             TaskLinear(t, cj, width, bias=j == 0) for j, cj in enumerate(channels)
@@ -104,7 +150,8 @@ class MultiScaleGlobalTokens(nn.Module):
         for j, f in enumerate(feats):
             scale_tokens = self.to_scale[j](self.theta.unsqueeze(1)).squeeze(1)  # (T, C_j)
             affinity = None if self.q is None else task_affinity(scale_tokens, self.q[j], self.k[j])
-            x, _ = gated_task_features(f, scale_tokens, affinity)
+            scale = None if self.channel_scale is None else self.channel_scale[j]
+            x, _ = gated_task_features(f, scale_tokens, affinity, scale)
             if affinity is not None:
                 scale_tokens = affinity @ scale_tokens
                 affinities.append(affinity)

@@ -17,6 +17,10 @@ Two layouts, chosen by the stride of the shared feature F_s:
   F''_t, M_f, S_t at stride 4. The MTAN head stays at full resolution: it reads F_s + up(F''_t)
   (bilinear), G_t = its conv3x3 then 1x1, and G'_t = Conv3x3(G_t * up(S_t)).
 
+Switches from the authors' code and this project's diagnostics (``ModelConfig``): a learned
+per-channel scale before the gate (``gate_channel_scale``), untrained tokens (``train_global_tokens``
+False), and in the stride-8 layout a head that reads F'_t + F_s (``head_reads_shared``).
+
 Ablations (``ModelConfig.use_*``): no inter-task -> A = identity (no "affinity" output); no intra-task
 -> no attention block (theta'' = theta'); no global tokens -> no gating, mixing or attention at all (the
 head reads F_s exactly as the MTL head does; no "global_scores" / "affinity"), and the fine tokens
@@ -79,6 +83,9 @@ class HiTTs(nn.Module):
         attention_reduction: int = 4,
         fine_mlp_hidden: int = 128,
         token_init_std: float = 1.0,
+        gate_channel_scale: bool = False,
+        train_global_tokens: bool = True,
+        head_reads_shared: bool = False,
     ) -> None:
         super().__init__()
         self.task_names = tuple(s.name for s in specs)
@@ -94,6 +101,7 @@ class HiTTs(nn.Module):
                 f"multi_scale needs a multi-scale backbone (efficientnet_lite0, resnet18), not {backbone}"
             )
         self.multi_scale = multi_scale and use_global_tokens
+        self.head_reads_shared = head_reads_shared and not self.multi_scale
         self.neck = None if self.multi_scale else Neck(channels, strides, width)
         shared_stride = NECK_STRIDE if len(channels) > 1 else strides[0]
         self.pool = max(MIN_TOKEN_STRIDE // shared_stride, 1)
@@ -103,10 +111,16 @@ class HiTTs(nn.Module):
         self.token_ffn: TaskConvBNReLU | None = None
         self.attention: IntraTaskAttention | None = None
         if use_global_tokens:
+            token_args = dict(
+                inter_task=use_inter_task,
+                init_std=token_init_std,
+                channel_scale=gate_channel_scale,
+                trainable_tokens=train_global_tokens,
+            )
             if self.multi_scale:
-                self.global_tokens = MultiScaleGlobalTokens(t, channels, width, use_inter_task, token_init_std)
+                self.global_tokens = MultiScaleGlobalTokens(t, channels, width, **token_args)
             else:
-                self.global_tokens = GlobalTokens(t, width, use_inter_task, token_init_std)
+                self.global_tokens = GlobalTokens(t, width, **token_args)
             if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
                 self.token_ffn = TaskConvBNReLU(t, d, d)
             if use_intra_task:
@@ -141,7 +155,11 @@ class HiTTs(nn.Module):
                     grid = feats[self.backbone.strides.index(NECK_STRIDE)].shape[-2:]
                     x, tokens, affinity = self.global_tokens(feats, grid)
                 else:
-                    x, tokens, affinity = self.global_tokens(self.neck(feats))
+                    shared = self.neck(feats)
+                    x, tokens, affinity = self.global_tokens(shared)
+                    if self.head_reads_shared:  # F'_t + F_s, as the SegNet layout's head reads
+                        b, _, hh, ww = x.shape
+                        x = (x.view(b, t, d, hh, ww) + shared.unsqueeze(1)).view(b, t * d, hh, ww)
                 x = self.layers(x)  # the MTL head's conv3x3-BN-ReLU x2
                 if self.attention is not None:
                     x, tokens = self.attention(x, tokens)
