@@ -221,7 +221,6 @@ def train_method(
         keep = np.setdiff1d(np.arange(len(train)), held_out)
         train = TrainSubset(train, keep.tolist())
         val = Subset(dataset_for(cfg, root, "train", specs), held_out.tolist())
-    final = val if cfg.data.eval_split == "val" else test
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, specs)
     device = resolve_device(cfg.train.device)
@@ -258,20 +257,19 @@ def train_method(
         num_workers=cfg.data.num_workers,
         step_hook=step_hook,
     )
-    if final is val:
-        metrics = {k.split("/", 2)[1]: {} for k in log[-1] if k.startswith("val/")}
-        for k, v in log[-1].items():
-            if k.startswith("val/"):
-                _, task, metric = k.split("/", 2)
-                metrics[task][metric] = v
+    last_val: dict[str, dict[str, float]] = {}
+    for k, v in log[-1].items():
+        if k.startswith("val/"):
+            _, task, metric = k.split("/", 2)
+            last_val.setdefault(task, {})[metric] = v
+    result: dict[str, Any] = {"wall_time_s": time.time() - start, "epochs": cfg.train.epochs}
+    if len(held_out):  # curves on the held-out scenes; the test split evaluated once, at the end
+        result["val_metrics"] = last_val
+        result["test_metrics"] = evaluate_model(model, test, specs, quantisers, device)
+        result["eval_split"] = cfg.data.eval_split
+        result["metrics"] = result[f"{cfg.data.eval_split}_metrics"]
     else:
-        metrics = evaluate_model(model, final, specs, quantisers, device)
-    result = {
-        "metrics": metrics,
-        "eval_split": cfg.data.eval_split if len(held_out) else "test",
-        "wall_time_s": time.time() - start,
-        "epochs": cfg.train.epochs,
-    }
+        result.update(metrics=last_val, eval_split="test")
     (run_dir / METRICS_NAME).write_text(json.dumps(result, indent=2))
     return result
 
