@@ -1,0 +1,301 @@
+"""Collect the study's run folders (``scripts/study.py``) into ``results/`` and ``exports/runs/``.
+
+    python scripts/collect_study.py runs/study
+
+Writes:
+* ``results/study-diagnosis.json``: every diagnosed configuration (seed 0) with its validation
+  metrics, validation Delta_MTL on the paper's metric set and on all metrics, its test metrics, and
+  its per-epoch curves (training loss, validation metrics);
+* ``results/study-choice.json``: the rule, the candidates' validation scores, the chosen one, the jobs;
+* ``results/synthetic-<setting>.json``: the final study on the test scenes, per method the per-seed
+  metrics, per-seed Delta_MTL (paper set and all metrics), mean and standard deviation over seeds;
+* ``results/tables.md`` and ``results/curves.md`` (+ ``results/curves.png`` where matplotlib is
+  installed): the tables and curves README quotes;
+* ``exports/runs/synthetic-<setting>-seed<k>/``: run records for the dashboard's Metrics view.
+
+Every figure is recomputed from the runs' ``metrics.json`` and ``log.jsonl``; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from study import CANDIDATES, FEW_SHOT, SCHEDULE_FACTOR, SETTINGS, recipe_only, schedule  # noqa: E402
+
+from hitts_schema import DELTA_ALL_KEY, DELTA_KEY, METHODS, delta_mtl, method_label, metric_set_for  # noqa: E402
+
+FINAL_METHODS = ("stl", "mtl", "hitts", "hitts_lf", "hitts_lp", "hitts_pseudo", "hitts_no_oe")
+CURVE_KEYS = ("train/total", "val/semseg/miou", "val/depth/abs_err", "val/normals/mean_angle")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def runs_of(out: Path) -> list[dict]:
+    """Every finished method run: setting, seed, method, overrides, metrics, log."""
+    found = []
+    for metrics_file in sorted(out.glob("*/seed*/*/*/metrics.json")):
+        run_dir = metrics_file.parent
+        folder = run_dir.parent
+        overrides = tuple(read_json(folder / "overrides.json") or ())
+        found.append({
+            "setting": folder.parents[1].name,
+            "seed": int(folder.parent.name.removeprefix("seed")),
+            "method": run_dir.name,
+            "overrides": overrides,
+            "result": read_json(metrics_file),
+            "log": read_log(run_dir / "log.jsonl"),
+            "transfer": read_json(run_dir / "transfer-nyuv2-mini.json"),
+        })
+    return found
+
+
+def find(runs: list[dict], setting: str, seed: int, method: str, overrides: tuple[str, ...]) -> dict | None:
+    key = tuple(sorted(overrides))
+    for r in runs:
+        if (r["setting"], r["seed"], r["method"], tuple(sorted(r["overrides"]))) == (setting, seed, method, key):
+            return r
+    return None
+
+
+def deltas(metrics: dict, reference: dict, setting: str) -> dict[str, float]:
+    return {
+        DELTA_KEY: delta_mtl(metrics, reference, metric_set_for("synthetic", setting)),
+        DELTA_ALL_KEY: delta_mtl(metrics, reference),
+    }
+
+
+def curves(run: dict, stl_val: dict | None, setting: str) -> list[dict]:
+    """Per epoch: training loss, validation metrics and validation Delta_MTL (paper set)."""
+    out = []
+    for rec in run["log"]:
+        val: dict[str, dict[str, float]] = {}
+        for k, v in rec.items():
+            if k.startswith("val/"):
+                _, task, metric = k.split("/", 2)
+                val.setdefault(task, {})[metric] = v
+        row = {"epoch": rec["epoch"] + 1, **{k: rec[k] for k in CURVE_KEYS if k in rec}}
+        if val and stl_val:
+            row["val/delta_mtl"] = delta_mtl(val, stl_val, metric_set_for("synthetic", setting))
+        out.append(row)
+    return out
+
+
+def diagnosis(runs: list[dict]) -> dict:
+    """Seed-0 configurations of the diagnose and combine phases, on the validation split."""
+    names = {tuple(sorted(v)): k for k, v in CANDIDATES.items()}
+    names[tuple(sorted(schedule(SCHEDULE_FACTOR)))] = f"{SCHEDULE_FACTOR}x schedule"
+    table: dict[str, list] = {}
+    for setting in SETTINGS:
+        stl = find(runs, setting, 0, "stl", ())
+        rows = []
+        for r in runs:
+            if r["setting"] != setting or r["seed"] != 0 or METHODS[r["method"]].stage != 1 or not stl:
+                continue
+            variant = names.get(tuple(sorted(r["overrides"])), "+".join(r["overrides"]) or "hitts")
+            if r["method"] != "hitts" and not r["overrides"]:
+                variant = r["method"]
+            elif r["method"] != "hitts":
+                variant = f"{r['method']} ({variant})"
+            res, ref = r["result"], stl["result"]
+            rows.append({
+                "config": variant,
+                "method": r["method"],
+                "overrides": list(r["overrides"]),
+                "val_metrics": res["val_metrics"],
+                "val": deltas(res["val_metrics"], ref["val_metrics"], setting),
+                "test_metrics": res["test_metrics"],
+                "test": deltas(res["test_metrics"], ref["test_metrics"], setting),
+                "wall_time_s": res.get("wall_time_s"),
+                "curves": curves(r, ref["val_metrics"], setting),
+            })
+        table[setting] = sorted(rows, key=lambda row: -row["val"][DELTA_KEY])
+    return table
+
+
+def final(runs: list[dict], chosen: tuple[str, ...]) -> dict:
+    """The final study on the test scenes, per setting and method, every seed kept."""
+    out = {}
+    for setting in (*SETTINGS, FEW_SHOT):
+        methods: dict[str, Any] = {}
+        for method in FINAL_METHODS:
+            over = recipe_only(chosen) if METHODS[method].arch in ("stl", "mtl") else chosen
+            per_seed = {}
+            for seed in range(10):
+                run = find(runs, setting, seed, method, over)
+                stl = find(runs, setting, seed, "stl", recipe_only(chosen))
+                if not run or not stl:
+                    continue
+                metrics = run["result"]["test_metrics"]
+                per_seed[seed] = {"metrics": metrics, **deltas(metrics, stl["result"]["test_metrics"], setting)}
+                if run["transfer"]:
+                    per_seed[seed]["nyuv2_mini"] = run["transfer"]
+            if per_seed:
+                values = [s[DELTA_KEY] for s in per_seed.values()]
+                methods[method] = {
+                    "label": method_label(method),
+                    "seeds": sorted(per_seed),
+                    "per_seed": per_seed,
+                    f"{DELTA_KEY}_mean": statistics.fmean(values),
+                    f"{DELTA_KEY}_std": statistics.stdev(values) if len(values) > 1 else None,
+                    f"{DELTA_ALL_KEY}_mean": statistics.fmean(s[DELTA_ALL_KEY] for s in per_seed.values()),
+                    "mean_metrics": mean_metrics([s["metrics"] for s in per_seed.values()]),
+                }
+        if methods:
+            out[setting] = {
+                **methods,
+                "_meta": {
+                    "dataset": "synthetic",
+                    "setting": setting,
+                    "split": "test scenes (654), evaluated once per run after training",
+                    "delta_mtl_metrics": [f"{t}/{m}" for t, m in metric_set_for("synthetic", setting)],
+                    "reference": "STL of the same seed, setting and training recipe",
+                    "overrides": list(chosen),
+                },
+            }
+    return out
+
+
+def mean_metrics(entries: list[dict]) -> dict:
+    return {t: {m: statistics.fmean(e[t][m] for e in entries) for m in entries[0][t]} for t in entries[0]}
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:+.{digits}f}"
+
+
+def tables_md(diag: dict, fin: dict, choice: dict) -> str:
+    lines = ["# The study (generated by scripts/collect_study.py from the run folders; do not edit)", ""]
+    lines += [f"Choice rule: {choice['rule']}. Chosen: **{choice['chosen']}** "
+              f"(`{' '.join(choice['overrides']) or 'no override'}`).", ""]
+    for setting, rows in diag.items():
+        lines += [f"## Diagnosis, {setting}, seed 0: validation split (120 held-out training scenes)", "",
+                  "| configuration | val Delta_MTL (Table 1 set) | val Delta_MTL (all 11) | val mIoU | val depth abs | "
+                  "val normals mErr | test Delta_MTL (Table 1 set) |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            v = r["val_metrics"]
+            lines.append(f"| {r['config']} | {fmt(r['val'][DELTA_KEY])} | {fmt(r['val'][DELTA_ALL_KEY])} | "
+                         f"{v['semseg']['miou']:.2f} | {v['depth']['abs_err']:.4f} | {v['normals']['mean_angle']:.2f} | "
+                         f"{fmt(r['test'][DELTA_KEY])} |")
+        lines.append("")
+    for setting, block in fin.items():
+        lines += [f"## Final study, {setting}: test scenes, chosen configuration", "",
+                  "| method | seeds | mIoU | pAcc | depth abs | depth rmse | normals mErr | within 11.25 | "
+                  "Delta_MTL (Table 1 set) mean ± std | per seed | Delta_MTL (all 11) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for method, r in block.items():
+            if method.startswith("_"):
+                continue
+            m = r["mean_metrics"]
+            std = r[f"{DELTA_KEY}_std"]
+            per = ", ".join(fmt(s[DELTA_KEY]) for s in r["per_seed"].values())
+            lines.append(
+                f"| {r['label']} | {len(r['seeds'])} | {m['semseg']['miou']:.2f} | {m['semseg']['pacc']:.2f} | "
+                f"{m['depth']['abs_err']:.4f} | {m['depth']['rmse']:.4f} | {m['normals']['mean_angle']:.2f} | "
+                f"{m['normals']['within_11_25']:.2f} | {fmt(r[f'{DELTA_KEY}_mean'])}"
+                f"{'' if std is None else f' ± {std:.2f}'} | {per} | {fmt(r[f'{DELTA_ALL_KEY}_mean'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def curves_md(diag: dict) -> str:
+    lines = ["# Learning curves (seed 0, validation split; generated by scripts/collect_study.py)", ""]
+    for setting, rows in diag.items():
+        for r in rows:
+            lines += [f"## {setting}: {r['config']}", "", "| epoch | train total loss | val mIoU | val depth abs | "
+                      "val normals mErr | val Delta_MTL |", "|---|---|---|---|---|---|"]
+            for c in r["curves"]:
+                lines.append(f"| {c['epoch']} | {c.get('train/total', float('nan')):.4f} | "
+                             f"{c.get('val/semseg/miou', float('nan')):.2f} | {c.get('val/depth/abs_err', float('nan')):.4f} | "
+                             f"{c.get('val/normals/mean_angle', float('nan')):.2f} | {fmt(c.get('val/delta_mtl'))} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def plot_curves(diag: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(len(diag), 2, figsize=(13, 4.5 * len(diag)), squeeze=False)
+    for row, (setting, rows) in enumerate(diag.items()):
+        for r in rows:
+            epochs = [c["epoch"] for c in r["curves"]]
+            style = "-" if r["method"] in ("hitts", "mtl") else ":"
+            axes[row][0].plot(epochs, [c.get("train/total") for c in r["curves"]], style, label=r["config"])
+            axes[row][1].plot(epochs, [c.get("val/delta_mtl") for c in r["curves"]], style, label=r["config"])
+        axes[row][0].set(title=f"{setting}: training loss", xlabel="epoch")
+        axes[row][1].set(title=f"{setting}: validation Delta_MTL (Table 1 set, vs STL)", xlabel="epoch")
+        axes[row][1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    return True
+
+
+def dashboard_records(runs: list[dict], fin: dict, chosen: tuple[str, ...], exports: Path) -> None:
+    for setting, block in fin.items():
+        seeds = sorted({s for m, r in block.items() if not m.startswith("_") for s in r["seeds"]})
+        for seed in seeds:
+            rec: dict[str, Any] = {}
+            log: list[dict] = []
+            for method, r in block.items():
+                if method.startswith("_") or seed not in r["per_seed"]:
+                    continue
+                s = r["per_seed"][seed]
+                rec[method] = {**s["metrics"], DELTA_KEY: s[DELTA_KEY], DELTA_ALL_KEY: s[DELTA_ALL_KEY]}
+                over = recipe_only(chosen) if METHODS[method].arch in ("stl", "mtl") else chosen
+                run = find(runs, setting, seed, method, over)
+                log += [{"method": method, **line} for line in (run["log"] if run else [])]
+            rec["_meta"] = {"dataset": "synthetic", "setting": setting, "seed": seed, "split": "test",
+                            "overrides": list(chosen)}
+            folder = exports / f"synthetic-{setting}-seed{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "metrics.json").write_text(json.dumps(rec, indent=1))
+            (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in log))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", type=Path)
+    p.add_argument("--results", type=Path, default=REPO / "results")
+    p.add_argument("--exports", type=Path, default=REPO / "exports" / "runs")
+    args = p.parse_args(argv)
+    choice = read_json(args.runs / "choice.json")
+    if choice is None:
+        raise SystemExit(f"error: {args.runs / 'choice.json'} missing: run scripts/study.py first")
+    runs = runs_of(args.runs)
+    chosen = tuple(choice["overrides"])
+    diag, fin = diagnosis(runs), final(runs, chosen)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "study-diagnosis.json").write_text(json.dumps(diag, indent=1))
+    jobs = read_json(args.runs / "jobs.json")
+    (args.results / "study-choice.json").write_text(json.dumps({**choice, "jobs": jobs}, indent=1))
+    for setting, block in fin.items():
+        (args.results / f"synthetic-{setting}.json").write_text(json.dumps(block, indent=1))
+    (args.results / "tables.md").write_text(tables_md(diag, fin, choice))
+    (args.results / "curves.md").write_text(curves_md(diag))
+    plot_curves(diag, args.results / "curves.png")
+    dashboard_records(runs, fin, chosen, args.exports)
+    print(f"{len(runs)} runs collected into {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
