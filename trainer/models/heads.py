@@ -18,9 +18,15 @@ from torch import nn
 NECK_STRIDE = 8
 """Stride of the fused shared feature F_s for multi-scale backbones (efficientnet_lite0, resnet18)."""
 
-HEAD_KINDS = ("conv", "mtan")
+HEAD_KINDS = ("conv", "mtan", "aspp")
 """MTL head per task. "conv": conv3x3-BN-ReLU x2 then 1x1 (multi-scale backbones).
-"mtan": MTAN's SegNet head, conv3x3 (with bias) then 1x1, at full resolution."""
+"mtan": MTAN's SegNet head, conv3x3 (with bias) then 1x1, at full resolution.
+"aspp": DeepLab-v3 head as in the authors' PASCAL-Context model, ASPP then conv3x3-BN-ReLU then 1x1."""
+
+ASPP_RATES = (12, 24, 36)
+"""Dilation rates of the ASPP head's 3x3 branches (DeepLab v3 at output stride 8; authors' code)."""
+ASPP_DROPOUT = 0.5
+"""Dropout after the ASPP projection (torchvision's and the authors' ASPP)."""
 
 
 def xavier_normal_(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
@@ -43,36 +49,75 @@ def init_layers(module: nn.Module) -> None:
 
 
 class TaskConv(nn.Module):
-    """T convolutions ``c_in -> c_out`` (kernel k), one per task, held as one weight (T*c_out, c_in, k, k).
+    """T convolutions ``c_in -> c_out`` (kernel k, dilation d, "same" padding), one per task, held as one
+    weight (T*c_out, c_in, k, k).
 
     forward(x, shared): x (B, c_in, h, w) when ``shared`` (every task reads the same input: one
     dense conv), else x (B, T*c_in, h, w) with task t on channels [t*c_in, (t+1)*c_in) (one grouped
     conv). Returns (B, T*c_out, h, w), task t on channels [t*c_out, (t+1)*c_out).
     """
 
-    def __init__(self, num_tasks: int, c_in: int, c_out: int, kernel: int = 3, bias: bool = False) -> None:
+    def __init__(
+        self, num_tasks: int, c_in: int, c_out: int, kernel: int = 3, bias: bool = False, dilation: int = 1
+    ) -> None:
         super().__init__()
-        self.num_tasks, self.c_in, self.c_out, self.padding = num_tasks, c_in, c_out, kernel // 2
+        self.num_tasks, self.c_in, self.c_out = num_tasks, c_in, c_out
+        self.padding, self.dilation = dilation * (kernel // 2), dilation
         self.weight = nn.Parameter(torch.empty(num_tasks * c_out, c_in, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(num_tasks * c_out)) if bias else None
         xavier_normal_(self.weight, num_tasks)
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         groups = 1 if shared else self.num_tasks
-        return F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=groups)
+        return F.conv2d(
+            x, self.weight, self.bias, padding=self.padding, dilation=self.dilation, groups=groups
+        )
 
 
 class TaskConvBNReLU(nn.Module):
     """Per-task conv-BN-ReLU, batched (see ``TaskConv``); BN over the T*c_out channels is exactly
     T per-task BNs."""
 
-    def __init__(self, num_tasks: int, c_in: int, c_out: int, kernel: int = 3) -> None:
+    def __init__(self, num_tasks: int, c_in: int, c_out: int, kernel: int = 3, dilation: int = 1) -> None:
         super().__init__()
-        self.conv = TaskConv(num_tasks, c_in, c_out, kernel, bias=False)
+        self.conv = TaskConv(num_tasks, c_in, c_out, kernel, bias=False, dilation=dilation)
         self.bn = nn.BatchNorm2d(num_tasks * c_out)
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x, shared)), inplace=True)
+
+
+class TaskASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLab v3), one per task, batched over tasks.
+
+    Branches, each conv-BN-ReLU ``c_in -> c_out``: a 1x1 conv, one 3x3 conv per rate (dilation = rate),
+    and image pooling (global average, 1x1 conv, broadcast back). Per task the branches are
+    concatenated, projected by a 1x1 conv-BN-ReLU to ``c_out`` and dropped out (p 0.5), as in
+    torchvision's ``ASPP`` and the authors' code.
+
+    forward(x, shared): x (B, T*c_in, h, w), or (B, c_in, h, w) read by every task when ``shared``
+    -> (B, T*c_out, h, w).
+    """
+
+    def __init__(self, num_tasks: int, c_in: int, c_out: int, rates: Sequence[int] = ASPP_RATES) -> None:
+        super().__init__()
+        self.num_tasks, self.c_out, self.rates = num_tasks, c_out, tuple(rates)
+        self.branches = nn.ModuleList(
+            [TaskConvBNReLU(num_tasks, c_in, c_out, 1)]
+            + [TaskConvBNReLU(num_tasks, c_in, c_out, 3, dilation=r) for r in rates]
+        )
+        self.pool = TaskConvBNReLU(num_tasks, c_in, c_out, 1)
+        self.project = TaskConvBNReLU(num_tasks, (len(rates) + 2) * c_out, c_out, 1)
+        self.dropout = nn.Dropout(ASPP_DROPOUT)
+
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        b, _, h, w = x.shape
+        t, c = self.num_tasks, self.c_out
+        outs = [branch(x, shared) for branch in self.branches]
+        outs.append(self.pool(x.mean((2, 3), keepdim=True), shared).expand(-1, -1, h, w))  # (B, T*c, h, w)
+        # per task: its branches side by side, (B, T, n*c, h, w), so the projection is one grouped conv
+        joined = torch.cat([o.view(b, t, c, h, w) for o in outs], dim=2).reshape(b, t * len(outs) * c, h, w)
+        return self.dropout(self.project(joined))
 
 
 class TaskLinear(nn.Module):
@@ -169,15 +214,20 @@ class HeadLayers(nn.Module):
     """The per-task layers of an MTL head before its 1x1 classifier, batched over tasks.
 
     kind "conv": conv3x3-BN-ReLU, conv3x3-BN-ReLU. kind "mtan": conv3x3 with bias (MTAN SegNet head).
+    kind "aspp": ASPP (``aspp_rates``), conv3x3-BN-ReLU (DeepLab v3 head, the authors' PASCAL head).
     forward(x, shared) -> (B, T*D, h, w); ``shared`` says x is the shared (B, D, h, w) feature.
     """
 
-    def __init__(self, kind: str, num_tasks: int, width: int) -> None:
+    def __init__(self, kind: str, num_tasks: int, width: int, aspp_rates: Sequence[int] = ASPP_RATES) -> None:
         super().__init__()
         if kind not in HEAD_KINDS:
             raise ValueError(f"unknown head kind {kind!r}; valid: {HEAD_KINDS}")
         if kind == "conv":
             self.layers = nn.ModuleList(TaskConvBNReLU(num_tasks, width, width) for _ in range(2))
+        elif kind == "aspp":
+            self.layers = nn.ModuleList(
+                [TaskASPP(num_tasks, width, width, aspp_rates), TaskConvBNReLU(num_tasks, width, width)]
+            )
         else:
             self.layers = nn.ModuleList([TaskConv(num_tasks, width, width, 3, bias=True)])
 
@@ -187,6 +237,9 @@ class HeadLayers(nn.Module):
         return x
 
 
-def head_kind(backbone: str) -> str:
-    """The MTL head that goes with a backbone: MTAN's conv head for SegNet, the conv head otherwise."""
+def head_kind(backbone: str, head: str = "auto") -> str:
+    """The head kind: ``head`` itself, or for "auto" the one that goes with the backbone (MTAN's conv
+    head for SegNet, the conv head otherwise)."""
+    if head != "auto":
+        return head
     return "mtan" if backbone == "segnet" else "conv"

@@ -10,7 +10,9 @@ Two layouts, chosen by the stride of the shared feature F_s:
   attention with theta'_t (+ its conv3x3-BN-ReLU) -> task feature F''_t, M_f = sigmoid(<F''_t, theta''_t>),
   G_t = the MTL head's 1x1 (D -> C_p) of F''_t, S_t = softplus(phi_t . F''_t), G'_t = Conv3x3(G_t * S_t),
   upsampled to the input size. With ``multi_scale`` the per-scale token stage (A.2) replaces the
-  shared neck and delivers F'_t at stride 8.
+  shared neck and delivers F'_t at stride 8. With ``head="aspp"`` (the authors' PASCAL-Context
+  model) the head's layers are ASPP (rates 12/24/36) on F'_t, then conv3x3-BN-ReLU, then intra-task
+  attention and the fine-token head, as in the authors' per-task decoder.
 * F_s at stride 1 (segnet). Attention, gating and a T-times-wider feature at full resolution cost
   about 2.3x the MTL memory (the paper's 21.19 vs 9.36 GB), so the token stage runs at stride
   ``MIN_TOKEN_STRIDE`` (4) on avg-pooled F_s: gating, mixing, conv3x3-BN-ReLU, intra-task attention ->
@@ -41,6 +43,7 @@ from .backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
 from .fine_tokens import FineRefine, FineTokenGenerator, fine_scores, project_and_score
 from .global_tokens import GlobalTokens, IntraTaskAttention, MultiScaleGlobalTokens
 from .heads import (
+    ASPP_RATES,
     NECK_STRIDE,
     HeadLayers,
     Neck,
@@ -86,6 +89,9 @@ class HiTTs(nn.Module):
         gate_channel_scale: bool = False,
         train_global_tokens: bool = True,
         head_reads_shared: bool = False,
+        dilated: bool = False,
+        head: str = "auto",
+        aspp_rates: Sequence[int] = ASPP_RATES,
     ) -> None:
         super().__init__()
         self.task_names = tuple(s.name for s in specs)
@@ -94,7 +100,7 @@ class HiTTs(nn.Module):
         self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
         t, d = len(specs), width
 
-        self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint)
+        self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint, dilated)
         channels, strides = self.backbone.channels, self.backbone.strides
         if multi_scale and len(channels) == 1:
             raise ValueError(
@@ -126,7 +132,7 @@ class HiTTs(nn.Module):
             if use_intra_task:
                 self.attention = IntraTaskAttention(t, d, attention_reduction)
 
-        self.layers = HeadLayers(head_kind(backbone), t, width)
+        self.layers = HeadLayers(head_kind(backbone, head), t, width, aspp_rates)
         self.classifiers = TaskClassifiers(width, self.num_outputs)
         self.fine = None
         self.task_vectors = None
