@@ -6,16 +6,18 @@ written here before any result, report on the test scenes once.
 Phases (every run is a ``python -m trainer pipeline`` process; runs resume, so a killed study
 continues where it stopped when started again with the same arguments):
 
-1. **diagnose** (seed 0, both settings): STL, MTL, HiTTs, the Table 5 ablations, and one HiTTs
-   variant per suspected cause (``CANDIDATES``: saturated gates, a 12-key attention, the missing F_s
-   path, the authors' loss form, gradient clipping, untrained tokens, learning rate), plus HiTTs and
-   MTL at three times the schedule (one-label). Every run evaluates the held-out validation scenes
-   per epoch (the learning curves) and the test scenes once at the end.
-2. **combine**: the switches whose variant beat plain HiTTs on the validation split in *both*
-   settings are combined into one more candidate (if at least two qualify), run on seed 0.
-3. **choose** (``choose``): the candidate with the highest mean validation Delta_MTL (the paper's
-   Table 1 metric set, against the STL run of the same seed and setting) over the two settings.
-   Plain HiTTs is a candidate too. Test figures are never read by the rule.
+1. **diagnose** (seed 0, one-label, as the paper's Table 5): STL, MTL, HiTTs, the Table 5
+   ablations, and one HiTTs variant per suspected cause (``CANDIDATES``: saturated gates, a 12-key
+   attention, the missing F_s path, the authors' loss form, gradient clipping, untrained tokens,
+   learning rate; a recipe change is given to MTL too), plus HiTTs and MTL at three times the
+   schedule; random-labels: STL, MTL, HiTTs. Every run evaluates the held-out validation scenes per
+   epoch (the learning curves) and the test scenes once at the end.
+2. **combine** (only with ``--combine``, off in the GPU run for time): the switches whose variant
+   beat plain HiTTs on validation are combined into one more candidate (if at least two qualify).
+3. **choose** (``choose``): the candidate with the highest validation Delta_MTL (the paper's Table 1
+   metric set, against the STL run of the same seed) on one-label, seed 0. Plain HiTTs is a
+   candidate too; a candidate whose run did not finish within the budget cannot be chosen. Test
+   figures are never read by the rule.
 4. **final** (seeds 0, 1, 2, both settings): STL, MTL, HiTTs, HiTTs + L_p + L_f with the chosen
    configuration; seed 0 also HiTTs + L_f, + L_p, w/o OE; then the few-shot setting of Table 7
    (seed 0: STL, MTL, HiTTs, HiTTs + L_p + L_f). Jobs run in that priority order until the budget
@@ -42,6 +44,8 @@ sys.path.insert(0, str(REPO))
 from hitts_schema import delta_mtl, metric_set_for  # noqa: E402
 
 SETTINGS = ("one-label", "random-labels")
+CHOICE_SETTINGS = ("one-label",)
+"""Where candidates are diagnosed and chosen (the paper's ablations, Table 5, are one-label)."""
 FEW_SHOT = "few-shot"
 VALIDATION_IMAGES = 120
 """Training scenes held out for validation (of 795): 15 %, about the test split's share of NYUD-v2's
@@ -78,7 +82,7 @@ class Job:
     overrides: tuple[str, ...]
     folder: Path
     after: tuple[str, ...] = ()  # keys of jobs that must finish first
-    discover: bool = False  # run discovery after training (the stage-1 HiTTs of a chain)
+    discover: bool = False  # a discovery job (no training): the stage-1 HiTTs' pseudo labels
     phase: str = "diagnose"
     status: str = "pending"
     wall_s: float = 0.0
@@ -113,9 +117,11 @@ class Study:
     def add(self, setting: str, seed: int, group: str, methods: tuple[str, ...], overrides: tuple[str, ...],
             phase: str, after: tuple[str, ...] = (), discover: bool = False) -> str:
         folder = folder_for(self.out, setting, seed, group, overrides)
-        key = f"{folder.relative_to(self.out)}:{'+'.join(methods)}"
+        key = f"{folder.relative_to(self.out)}:{'+'.join(methods) or 'discovery'}"
         if key not in self.jobs:
             self.jobs[key] = Job(key, setting, seed, methods, overrides, folder, after, discover, phase)
+        elif self.jobs[key].status == "pending":  # an earlier phase's job that this phase needs: run it now
+            self.jobs[key].phase = phase
         return key
 
     def add_method_set(self, setting: str, seed: int, overrides: tuple[str, ...], phase: str,
@@ -124,9 +130,11 @@ class Study:
         if baselines:
             for arch in ("stl", "mtl"):
                 self.add(setting, seed, arch, (arch,), recipe_only(overrides), phase)
-        teacher = self.add(setting, seed, "hitts", ("hitts",), overrides, phase, discover=bool(stage2))
-        for m in stage2:
-            self.add(setting, seed, "hitts", ("hitts", m), overrides, phase, after=(teacher,))
+        teacher = self.add(setting, seed, "hitts", ("hitts",), overrides, phase)
+        if stage2:  # one discovery job per teacher, so that parallel stage-2 runs never race on it
+            found = self.add(setting, seed, "hitts", (), overrides, phase, after=(teacher,), discover=True)
+            for m in stage2:
+                self.add(setting, seed, "hitts", ("hitts", m), overrides, phase, after=(found,))
         for m in extra:
             self.add(setting, seed, m, (m,), overrides, phase)
 
@@ -145,11 +153,12 @@ class Study:
     def start(self, job: Job) -> None:
         job.folder.mkdir(parents=True, exist_ok=True)
         (job.folder / "overrides.json").write_text(json.dumps(list(job.overrides)))
-        log = open(job.folder / f"log-{'+'.join(job.methods)}.txt", "a")  # noqa: SIM115 (closed with the process)
-        cmd = " ".join(map(_quote, self.command(job)))
+        log = open(job.folder / f"log-{'+'.join(job.methods) or 'discovery'}.txt", "a")  # noqa: SIM115
         if job.discover:
-            cmd += (f" && {_quote(self.python)} -m trainer discover --run {_quote(str(job.folder / 'hitts'))}"
-                    f" --out {_quote(str(job.folder / 'discovery'))}")
+            cmd = (f"{_quote(self.python)} -m trainer discover --run {_quote(str(job.folder / 'hitts'))}"
+                   f" --out {_quote(str(job.folder / 'discovery'))}")
+        else:
+            cmd = " ".join(map(_quote, self.command(job)))
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
         job.proc = subprocess.Popen(["bash", "-c", cmd], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
         job.status, job.started = "running", time.time()
@@ -158,8 +167,9 @@ class Study:
         ok = all((job.folder / m / "metrics.json").exists() for m in job.methods)
         return ok and (not job.discover or (job.folder / "discovery" / "manifest.json").exists())
 
-    def run(self, phase: str, until: float) -> None:
-        """Run the pending jobs of ``phase`` (in insertion order = priority) until done or ``until``."""
+    def run(self, phase: str, until: float, kill: bool = False) -> None:
+        """Run the pending jobs of ``phase`` (in insertion order = priority) until they are done or
+        ``until``; jobs still running then go on (into the next phase) unless ``kill``."""
         pending = [j for j in self.jobs.values() if j.phase == phase and j.status == "pending"]
         for j in pending:
             if self.done_already(j):
@@ -179,7 +189,7 @@ class Study:
             for j in blocked:
                 j.status = "failed (teacher failed)"
             if time.time() > until:
-                for j in running:
+                for j in running if kill else []:
                     j.proc.kill()
                     j.status = "killed at the budget"
                     print(f"[{_clock()}] killed {j.key}", flush=True)
@@ -193,18 +203,19 @@ class Study:
 
     # ---- phases ----
     def diagnose(self) -> None:
+        long = schedule(SCHEDULE_FACTOR)  # the longest runs start first
+        self.add("one-label", 0, "hitts", ("hitts",), long, "diagnose")
+        self.add("one-label", 0, "mtl", ("mtl",), long, "diagnose")
         for setting in SETTINGS:
             # the Table 5 ablations are one-label experiments in the paper
             self.add_method_set(setting, 0, (), "diagnose", extra=ABLATIONS if setting == "one-label" else ())
+        for setting in CHOICE_SETTINGS:
             for name, over in CANDIDATES.items():
                 if name != "hitts":
                     self.add(setting, 0, "hitts", ("hitts",), over, "diagnose")
         for over in CANDIDATES.values():  # a recipe change must be offered to the baseline too
             if recipe_only(over):
                 self.add("one-label", 0, "mtl", ("mtl",), recipe_only(over), "diagnose")
-        long = schedule(SCHEDULE_FACTOR)
-        self.add("one-label", 0, "mtl", ("mtl",), long, "diagnose")
-        self.add("one-label", 0, "hitts", ("hitts",), long, "diagnose")
 
     def validation_delta(self, setting: str, seed: int, overrides: tuple[str, ...], method: str = "hitts") -> float | None:
         """Validation Delta_MTL (Table 1 set) of a HiTTs run against the plain STL run of its seed and
@@ -222,22 +233,22 @@ class Study:
         for name, over in CANDIDATES.items():
             if name == "hitts":
                 continue
-            gains = [(self.validation_delta(s, 0, over), self.validation_delta(s, 0, ())) for s in SETTINGS]
+            gains = [(self.validation_delta(s, 0, over), self.validation_delta(s, 0, ())) for s in CHOICE_SETTINGS]
             if all(v is not None and b is not None and v > b for v, b in gains):
                 winners.append(name)
         if len(winners) < 2:
             return None
         combined = tuple(o for n in winners for o in CANDIDATES[n])
         CANDIDATES["+".join(winners)] = combined
-        for setting in SETTINGS:
+        for setting in CHOICE_SETTINGS:
             self.add_method_set(setting, 0, combined, "combine", baselines=bool(recipe_only(combined)))
         return combined
 
     def choose(self) -> tuple[str, tuple[str, ...], dict]:
-        """The rule: the candidate with the highest mean validation Delta_MTL over the two settings."""
+        """The rule: the candidate with the highest validation Delta_MTL (mean over ``CHOICE_SETTINGS``)."""
         scores = {}
         for name, over in CANDIDATES.items():
-            deltas = [self.validation_delta(s, 0, over) for s in SETTINGS]
+            deltas = [self.validation_delta(s, 0, over) for s in CHOICE_SETTINGS]
             if all(d is not None for d in deltas):
                 scores[name] = sum(deltas) / len(deltas)
         best = max(scores, key=scores.get) if scores else "hitts"
@@ -283,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="data/synthetic")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--combine", action="store_true", help="phase 2: combine the winning switches")
     p.add_argument("--validation-images", type=int, default=VALIDATION_IMAGES)
     p.add_argument("--workers", type=int, default=2, help="processes for rendering the synthetic set")
     p.add_argument("--budget-s", type=float, default=6 * 3600)
@@ -296,18 +308,23 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     prepare(args)
     study.diagnose()
-    study.run("diagnose", t0 + args.budget_s * args.diagnose_share * 0.7)
-    combined = study.combine()
+    diagnose_until = t0 + args.budget_s * args.diagnose_share
+    study.run("diagnose", diagnose_until - (args.budget_s * args.diagnose_share * 0.3 if args.combine else 0))
+    combined = study.combine() if args.combine else None
     if combined:
-        study.run("combine", t0 + args.budget_s * args.diagnose_share)
+        study.run("combine", diagnose_until)
     best, overrides, scores = study.choose()
     choice = {"chosen": best, "overrides": list(overrides), "validation_delta_mtl": scores,
-              "rule": "highest mean validation Delta_MTL (Table 1 set) over one-label and random-labels, seed 0",
+              "rule": "highest validation Delta_MTL (Table 1 set, vs STL) on one-label, seed 0; unfinished runs cannot win",
               "combined_candidate": list(combined) if combined else None}
     (Path(args.out) / "choice.json").write_text(json.dumps(choice, indent=2))
     print(json.dumps(choice, indent=2), flush=True)
     study.final(overrides)
-    study.run("final", study.deadline)
+    study.run("final", study.deadline, kill=True)
+    for j in study.jobs.values():  # diagnosis runs that outlived the choice finish with the final phase
+        if j.status == "running":
+            j.proc.kill()
+            j.status = "killed at the budget"
     status = {k: {"status": j.status, "wall_s": round(j.wall_s, 1), "phase": j.phase} for k, j in study.jobs.items()}
     (Path(args.out) / "jobs.json").write_text(json.dumps(status, indent=2))
     failed = [k for k, v in status.items() if v["status"] != "done"]
