@@ -3,7 +3,7 @@
     python benchmarks/bench_app.py [--exports exports/] [--runs 7] [--no-browser] [--json out.json]
 
 Without a real export in ``--exports`` (``hitts/manifest.json``), a fake one with the real input
-size (288x384) is built first with ``tests/fake_export.py`` (torch is used for that only; the app
+size (288x384) is built first with ``tests/demo/fake_export.py`` (onnx.helper; the app
 itself never imports it). Measures, on this machine:
 
 * start-up: ``python app.py`` launched -> HTTP up -> first ``predict`` answered (gradio_client);
@@ -83,13 +83,13 @@ def frames(n: int) -> list[Path]:
 def exports_dir(requested: Path) -> tuple[Path, str]:
     if (requested / "hitts" / "manifest.json").is_file():
         return requested, f"real export in {requested}"
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "demo"))
     from fake_export import cached_fake_exports_root
 
     root = cached_fake_exports_root(*FAKE_SIZE)
     return (
         root,
-        f"fake export {FAKE_SIZE[1]}x{FAKE_SIZE[0]} (tests/fake_export.py; no real export in {requested})",
+        f"fake export {FAKE_SIZE[1]}x{FAKE_SIZE[0]} (tests/demo/fake_export.py; no real export in {requested})",
     )
 
 

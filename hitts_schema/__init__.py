@@ -12,8 +12,8 @@ from .manifest import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
 from .methods import DEFAULT_METHODS, METHODS, Method, get_method, method_label
 from .metrics import (
     ALL_METRICS,
-    DELTA_KEY,
     DELTA_ALL_KEY,
+    DELTA_KEY,
     HIGHER_IS_BETTER,
     PAPER_METRIC_SETS,
     delta_mtl,

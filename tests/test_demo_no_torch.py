@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fake_export import cached_fake_exports_root
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "demo"))
+from fake_export import cached_fake_exports_root  # noqa: E402
+
 SOURCES = sorted((REPO / "hitts_demo").rglob("*.py")) + [REPO / "app.py"]
 FORBIDDEN = ("torch", "torchvision", "trainer")
 

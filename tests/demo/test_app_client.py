@@ -23,7 +23,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
 UPLOAD_CAP_MB = 2
 SLIDER_LEFT, SLIDER_RIGHT = "input", "hitts · depth"
