@@ -192,6 +192,26 @@ def _variants(raw: dict, export_dir: Path) -> dict[str, Path]:
     return out
 
 
+def _parse_input(inp: dict, problems: list[str]) -> InputInfo | None:
+    """The manifest's ``input`` block (None, with problems recorded, when it is unusable)."""
+    if not inp:
+        return None
+    h = _get(inp, "height", int, "input", problems)
+    w = _get(inp, "width", int, "input", problems)
+    mean = _get(inp, "mean", list, "input", problems)
+    std = _get(inp, "std", list, "input", problems)
+    iname = _get(inp, "name", str, "input", problems, "image")
+    if mean is not None and len(mean) != 3 or std is not None and len(std) != 3:
+        problems.append("input: mean and std must have 3 values (RGB)")
+    elif std is not None and any(float(s) <= 0 for s in std):
+        problems.append("input: std values must be positive")
+    elif None not in (h, w, mean, std):
+        if h < 8 or w < 8:
+            problems.append(f"input: size {h}x{w} is too small")
+        return InputInfo(iname, h, w, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    return None
+
+
 def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
     """Validate the JSON content of a manifest (not yet the ONNX file); ``ExportError`` lists all problems."""
     problems: list[str] = []
@@ -208,22 +228,7 @@ def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
         problems.append(f"arch {arch!r} is not one of {ARCHS}")
     onnx_file = _get(raw, "onnx_file", str, "manifest", problems, "model.onnx")
     opset = _get(raw, "opset", int, "manifest", problems, 0)
-    inp = _get(raw, "input", dict, "manifest", problems, {})
-    input_info = None
-    if inp:
-        h = _get(inp, "height", int, "input", problems)
-        w = _get(inp, "width", int, "input", problems)
-        mean = _get(inp, "mean", list, "input", problems)
-        std = _get(inp, "std", list, "input", problems)
-        iname = _get(inp, "name", str, "input", problems, "image")
-        if mean is not None and len(mean) != 3 or std is not None and len(std) != 3:
-            problems.append("input: mean and std must have 3 values (RGB)")
-        elif std is not None and any(float(s) <= 0 for s in std):
-            problems.append("input: std values must be positive")
-        elif None not in (h, w, mean, std):
-            if h < 8 or w < 8:
-                problems.append(f"input: size {h}x{w} is too small")
-            input_info = InputInfo(iname, h, w, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    input_info = _parse_input(_get(raw, "input", dict, "manifest", problems, {}), problems)
     raw_tasks = _get(raw, "tasks", list, "manifest", problems, [])
     tasks = [t for i, r in enumerate(raw_tasks) if (t := _parse_task(r, i, problems)) is not None]
     if raw_tasks is not None and not raw_tasks:
