@@ -18,7 +18,8 @@ class BatchTab:
         gr.Markdown(f"Up to **{MAX_BATCH} images** through one model: one zip with every raw output per image (the "
                     "encodings of the single-image zip) and `summary.csv`.")  # fmt: skip
         with gr.Row():
-            self.files = gr.File(label="Images", file_count="multiple", file_types=["image"], type="filepath")
+            self.files = gr.File(label="Images", file_count="multiple", file_types=["image"], type="filepath",
+                                 elem_id="batch-files")
             with gr.Column():
                 self.model = gr.Dropdown(ctx.models, value=ctx.studio.primary, label="Model")
                 self.button = gr.Button("Run batch", variant="primary")

@@ -20,7 +20,8 @@ class InspectorTab:
                     "fine-token score of every class / bin / centre (HiTTs). Read from the kept outputs: no model "
                     "runs.")  # fmt: skip
         with gr.Row():
-            self.image = gr.Image(label="Click a pixel", interactive=False, format="webp", height=420)
+            self.image = gr.Image(label="Click a pixel", interactive=False, format="webp", height=420,
+                                  elem_id="inspector-image")
             self.markdown = gr.Markdown()
         self.figure = gr.Plot(label="Fine-token scores at the pixel")
         self.json = gr.JSON(label="At the pixel (the `inspect` endpoint's answer, per model)")
