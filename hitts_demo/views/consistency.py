@@ -5,7 +5,9 @@
   the derived normal is the unit cross product dP/dv x dP/du (central differences), which faces the
   camera (z < 0), the convention of the predicted normals. The angle map is the angle between the two.
 * Segmentation boundaries (a pixel whose class differs from its right or lower neighbour) against
-  depth edges (a relative depth jump |dZ| / Z above ``EDGE_REL_JUMP`` to the right or below), with
+  depth edges (a relative depth jump |dZ| / Z above ``EDGE_REL_JUMP`` between a pixel and the one
+  ``span`` pixels to its right or below; ``span`` = the upsampling factor from the model's input to
+  the image, since a jump in the model's output is spread over that many pixels by the resize), with
   the share of each found within ``EDGE_TOLERANCE_PX`` of the other.
 * Per-class geometry from one image: each predicted class's share of the image, its frontal area
   sum (Z / f)^2 in m^2, its depth range (5th, 50th, 95th percentile) and its dominant normal (the
@@ -25,7 +27,7 @@ from hitts_demo.preprocess import InputError
 from hitts_demo.service import Analysis
 from hitts_demo.views.cloud import focal_in_use
 
-EDGE_REL_JUMP = 0.03
+EDGE_REL_JUMP = 0.05
 EDGE_TOLERANCE_PX = 2
 MAX_ANGLE_DEG = 90.0
 SEG_COLOUR, DEPTH_COLOUR, BOTH_COLOUR = (255, 0, 255), (0, 200, 255), (255, 255, 255)
@@ -68,12 +70,14 @@ def label_boundaries(label: np.ndarray) -> np.ndarray:
     return edge
 
 
-def depth_edges(depth: np.ndarray, rel_jump: float = EDGE_REL_JUMP) -> np.ndarray:
-    """True where depth jumps by more than ``rel_jump`` of itself to the right or lower neighbour."""
+def depth_edges(depth: np.ndarray, rel_jump: float = EDGE_REL_JUMP, span: int = 1) -> np.ndarray:
+    """True where depth changes by more than ``rel_jump`` of the nearer value between a pixel and the
+    one ``span`` pixels to its right or below."""
     z = np.maximum(depth.astype(np.float64), 1e-6)
     edge = np.zeros(depth.shape, bool)
-    edge[:, :-1] |= np.abs(np.diff(z, axis=1)) / np.minimum(z[:, :-1], z[:, 1:]) > rel_jump
-    edge[:-1, :] |= np.abs(np.diff(z, axis=0)) / np.minimum(z[:-1, :], z[1:, :]) > rel_jump
+    s = max(1, int(span))
+    edge[:, :-s] |= np.abs(z[:, s:] - z[:, :-s]) / np.minimum(z[:, :-s], z[:, s:]) > rel_jump
+    edge[:-s, :] |= np.abs(z[s:, :] - z[:-s, :]) / np.minimum(z[:-s, :], z[s:, :]) > rel_jump
     return edge
 
 
@@ -130,6 +134,10 @@ def _boundary_picture(image: np.ndarray, seg_edge: np.ndarray, depth_edge: np.nd
     return out
 
 
+def _share(value: float) -> str:
+    return "n/a (none found)" if not np.isfinite(value) else f"{100 * value:.0f}%"
+
+
 def consistency_view(analysis: Analysis, model: str | None, focal_px: float | None = None) -> ConsistencyView:
     """The angle map, the boundary picture, the per-class table and their summary."""
     pred = analysis.prediction(model)
@@ -140,14 +148,16 @@ def consistency_view(analysis: Analysis, model: str | None, focal_px: float | No
     focal, source = focal_in_use(analysis, focal_px)
     depth = pred.pred(kinds["depth"].name)
     angle = angle_between(normals_from_depth(depth, focal), pred.pred(kinds["normals"].name))
-    seg_edge, depth_edge = label_boundaries(pred.pred(seg.name)), depth_edges(depth)
+    span = int(np.ceil(pred.size[0] / pred.manifest.input.width))
+    seg_edge, depth_edge = label_boundaries(pred.pred(seg.name)), depth_edges(depth, span=span)
     seg_near, depth_near = edge_agreement(seg_edge, depth_edge)
     finite = angle[np.isfinite(angle)]
     within = ", ".join(f"{100 * (finite < t).mean():.0f}% under {t:g} deg" for t in ANGLE_THRESHOLDS)
     md = (f"**{pred.model}**, focal length {focal:.1f} px ({source}). Normals derived from the predicted depth vs "
           f"the predicted normals: median angle **{np.median(finite):.1f} deg**, {within}. Segmentation boundaries "
-          f"(magenta) near a depth edge (cyan; both: white) within {EDGE_TOLERANCE_PX} px: **{100 * seg_near:.0f}%**; "
-          f"depth edges near a boundary: **{100 * depth_near:.0f}%**.")  # fmt: skip
+          f"(magenta) near a depth edge (cyan; both: white) within {EDGE_TOLERANCE_PX} px: **{_share(seg_near)}**; "
+          f"depth edges (a jump over {100 * EDGE_REL_JUMP:.0f}% across {span} px) near a boundary: "
+          f"**{_share(depth_near)}**.")  # fmt: skip
     angle_panel = vis.heatmap_panel(np.nan_to_num(angle, nan=0.0), 0.0, MAX_ANGLE_DEG, "deg")[1]
     return ConsistencyView(angle_panel, _boundary_picture(pred.image, seg_edge, depth_edge),
                            class_geometry(pred, focal), md)  # fmt: skip

@@ -158,6 +158,8 @@ def test_boundaries_and_depth_edges_by_hand():
     far = np.zeros_like(dep)
     far[:, 0] = True  # 2 columns away: within a 2 px tolerance, not within 1
     assert edge_agreement(seg, far, radius=2)[0] == 1.0 and edge_agreement(seg, far, radius=1)[0] == 0.0
+    ramp = np.tile(1.0 + 0.02 * np.arange(12), (3, 1))  # 2 % per pixel: no edge pixel by pixel, one over 3 px
+    assert not depth_edges(ramp).any() and depth_edges(ramp, span=3)[:, :9].all()
 
 
 def test_consistency_view_and_class_geometry(analysis):
