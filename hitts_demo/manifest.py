@@ -20,8 +20,8 @@ from typing import Any
 import onnx
 
 from hitts_schema import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
+from hitts_schema.methods import ARCH_NAMES as ARCHS
 
-ARCHS = ("stl", "mtl", "hitts")
 KINDS = ("segmentation", "binary", "depth", "normals")
 CLASSIFICATION_KINDS = ("segmentation", "binary")
 PER_TASK_OUTPUTS = ("pred", "confidence", "label")

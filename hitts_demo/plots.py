@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from hitts_demo.records import RunRecord, as_percent, is_number
-from hitts_schema import METHODS, is_lower_better, method_label
+from hitts_schema import HIGHER_IS_BETTER, METHODS, is_lower_better, method_label
 
 _GRID = dict(gridcolor="#e6e6e6", zerolinecolor="#c8c8c8", linecolor="#c8c8c8")
 TEMPLATE = go.layout.Template(
@@ -190,6 +190,9 @@ def _metric_panels(runs: list[RunRecord]) -> list[tuple[str, str]]:
 
 
 def _direction(metric: str) -> str:
+    """From ``hitts_schema`` (Delta_MTL, not a metric, is higher-better)."""
+    if metric not in HIGHER_IS_BETTER:
+        return "(higher better)"
     return "(lower better)" if is_lower_better(metric) else "(higher better)"
 
 
@@ -288,7 +291,7 @@ def paper_table_figure(table: dict) -> go.Figure:
     panels = columns + ([("", "delta_mtl", True)] if has_delta else [])
     cols = min(SUBPLOT_COLUMNS, len(panels))
     nrows = math.ceil(len(panels) / cols)
-    titles = [f"{t} {m} {'(higher better)' if hib else '(lower better)'}".strip() for t, m, hib in panels]
+    titles = [f"{t} {m} {_direction(m)}".strip() for t, m, _ in panels]
     colours = [OURS_COLOUR if r["model"].startswith(OURS_PREFIXES) else OTHERS_COLOUR for r in rows]
     fig = _subplots(nrows, cols, subplot_titles=titles, vertical_spacing=0.6 / nrows)
     for k, (task, metric, _) in enumerate(panels):
