@@ -3,7 +3,7 @@
     python benchmarks/bench_app.py [--exports exports/] [--runs 7] [--no-browser] [--json out.json]
 
 Without a real export in ``--exports`` (``hitts/manifest.json``), a fake one with the real input
-size (288x384) is built first with ``tests/fake_export.py`` (torch is used for that only; the app
+size (288x384) is built first with ``tests/demo/fake_export.py`` (onnx.helper; the app
 itself never imports it). Measures, on this machine:
 
 * start-up: ``python app.py`` launched -> HTTP up -> first ``predict`` answered (gradio_client);
@@ -83,13 +83,13 @@ def frames(n: int) -> list[Path]:
 def exports_dir(requested: Path) -> tuple[Path, str]:
     if (requested / "hitts" / "manifest.json").is_file():
         return requested, f"real export in {requested}"
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "demo"))
     from fake_export import cached_fake_exports_root
 
     root = cached_fake_exports_root(*FAKE_SIZE)
     return (
         root,
-        f"fake export {FAKE_SIZE[1]}x{FAKE_SIZE[0]} (tests/fake_export.py; no real export in {requested})",
+        f"fake export {FAKE_SIZE[1]}x{FAKE_SIZE[0]} (tests/demo/fake_export.py; no real export in {requested})",
     )
 
 
@@ -131,26 +131,28 @@ def bench_api(url: str, runs: int) -> dict[str, float]:
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, download_files=False)
-    keys = ("analyze", "render_tokens", "render_pseudo", "render_3d", "total", "model_sessions")
+    keys = ("analyze", "render_tokens", "render_pseudo", "render_consistency", "render_3d", "total", "model_sessions")
     steps: dict[str, list[float]] = {k: [] for k in keys}
     for i, frame in enumerate(frames(runs + 1)):
         t = [time.perf_counter()]
         status, *_ = client.predict(
-            handle_file(str(frame)), None, "input", "hitts · semseg overlay", api_name="/analyze"
+            handle_file(str(frame)), None, "input", "hitts · semseg overlay", "fp32", api_name="/analyze"
         )
         t.append(time.perf_counter())
         client.predict("hitts", "semseg", None, api_name="/render_tokens")
         t.append(time.perf_counter())
         client.predict("hitts", 0.9, 0.45, 0.6, api_name="/render_pseudo")
         t.append(time.perf_counter())
-        client.predict("hitts", 0, "class", api_name="/render_3d")
+        client.predict("hitts", 0, api_name="/render_consistency")
+        t.append(time.perf_counter())
+        client.predict("hitts", 0, "class", 0.0, api_name="/render_3d")
         t.append(time.perf_counter())
         if i == 0:
             continue  # warm-up
-        for k, (a, b) in zip(list(steps)[:4], zip(t, t[1:])):
+        for k, (a, b) in zip(list(steps)[:5], zip(t, t[1:])):
             steps[k].append(b - a)
         steps["total"].append(t[-1] - t[0])
-        steps["model_sessions"].append(sum(float(ms) for ms in re.findall(r"\*\*: (\d+) ms", status)) / 1000)
+        steps["model_sessions"].append(sum(float(ms) for ms in re.findall(r"\*\* \(fp\d+\): (\d+) ms", status)) / 1000)
     return {k: statistics.median(v) for k, v in steps.items()}
 
 

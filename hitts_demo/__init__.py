@@ -12,7 +12,13 @@ Modules, in data-flow order:
 * ``plots``        plotly figures (affinity, tokens, pseudo-label curves, metrics, learning curves)
 * ``gallery``      synthetic samples and nyuv2-mini frames with ground truth
 * ``records``      run records (``exports/runs``) and the paper's tables
-* ``service``      what the dashboard's views call (no Gradio here: ``app.py`` is the UI)
+* ``service``      ``Studio``: the models (fp32 / fp16 sessions), the gallery and ``analyze``
+* ``views/``       one module per tab: kept ``Analysis`` -> a frozen dataclass (no Gradio), plus ``api``
+                   (``predict``) and ``batch`` (``predict_batch``)
+* ``ui/``          one Gradio module per tab: its components, outputs and events; ``app.py`` assembles them
+
+Names shared with the trainer (metric directions, Delta_MTL metric sets, methods, manifest version)
+come from the torch-free ``hitts_schema`` package.
 """
 
 __version__ = "0.1.0"

@@ -58,6 +58,9 @@ outputs.npz           all of the above as arrays, plus the token outputs at mode
                       <task>_global_score (h, w), <task>_fine_scores (C_p, h, w),
                       <task>_fine_tokens (C_p, D), affinity (T, T)
 manifest.json         the export's manifest (tasks, classes, tau, input size, normalisation)
+class_geometry.csv    per predicted class: share of the image, frontal area (m^2), depth
+                      percentiles (m), dominant normal (single-image zip, one per model)
+summary.csv           batch zip only: one row per image (size, latency, per-task summary)
 
 Read in Python:
   import numpy as np; from PIL import Image
@@ -146,21 +149,34 @@ def _write(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
         zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=level)
 
 
-def write_raw_zip(predictions: dict[str, Prediction], path: str | Path) -> Path:
-    """One zip with ``README.txt``, ``input.png`` and a folder of raw outputs per model."""
+def add_prediction(zf: zipfile.ZipFile, prefix: str, pred: Prediction) -> None:
+    """Every raw output of one prediction under ``prefix`` (e.g. ``hitts/``; see ``README_TEXT``)."""
+    for t in pred.tasks:
+        for name, data in task_files(pred, t.name).items():
+            _write(zf, f"{prefix}{name}", data)
+    buf = io.BytesIO()
+    np.savez(buf, **prediction_arrays(pred))
+    _write(zf, f"{prefix}outputs.npz", buf.getvalue())
+    _write(zf, f"{prefix}manifest.json", (pred.manifest.export_dir / "manifest.json").read_bytes())
+
+
+def add_input(zf: zipfile.ZipFile, name: str, image: np.ndarray) -> None:
+    _write(zf, name, _png_bytes(Image.fromarray(image)))
+
+
+def write_raw_zip(predictions: dict[str, Prediction], path: str | Path,
+                  extra: dict[str, bytes] | None = None) -> Path:  # fmt: skip
+    """One zip with ``README.txt``, ``input.png``, a folder of raw outputs per model and ``extra``
+    files (name -> bytes, e.g. the per-class geometry CSV)."""
     path = Path(path)
     first = next(iter(predictions.values()))
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as zf:
         _write(zf, "README.txt", README_TEXT.encode())
-        _write(zf, "input.png", _png_bytes(Image.fromarray(first.image)))
+        add_input(zf, "input.png", first.image)
         for model, pred in predictions.items():
-            for t in pred.tasks:
-                for name, data in task_files(pred, t.name).items():
-                    _write(zf, f"{model}/{name}", data)
-            buf = io.BytesIO()
-            np.savez(buf, **prediction_arrays(pred))
-            _write(zf, f"{model}/outputs.npz", buf.getvalue())
-            _write(zf, f"{model}/manifest.json", (pred.manifest.export_dir / "manifest.json").read_bytes())
+            add_prediction(zf, f"{model}/", pred)
+        for name, data in (extra or {}).items():
+            _write(zf, name, data)
     return path
 
 

@@ -13,19 +13,21 @@ onnxruntime, tasks that do not match the outputs), never later as a failure insi
 from __future__ import annotations
 
 import json
-import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-ARCHS = ("stl", "mtl", "hitts")
+import onnx
+
+from hitts_schema import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
+from hitts_schema.methods import ARCH_NAMES as ARCHS
+
 KINDS = ("segmentation", "binary", "depth", "normals")
 CLASSIFICATION_KINDS = ("segmentation", "binary")
 PER_TASK_OUTPUTS = ("pred", "confidence", "label")
 TOKEN_OUTPUTS = ("global_score", "fine_scores", "fine_tokens")
 AFFINITY_OUTPUT = "affinity"
+DEFAULT_VARIANT = "fp32"
 INT64 = "tensor(int64)"
 FLOAT = "tensor(float)"
 
@@ -81,6 +83,20 @@ class Manifest:
     trained_on: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, Path] = field(default_factory=dict)
+    """Other precisions of the same graph (``quantized`` in the manifest): "fp16" -> its .onnx file."""
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        """"fp32" (``onnx_path``) and every exported variant whose file exists."""
+        return (DEFAULT_VARIANT, *(k for k, p in self.variants.items() if p.is_file()))
+
+    def variant_path(self, variant: str | None) -> Path:
+        if variant in (None, DEFAULT_VARIANT):
+            return self.onnx_path
+        if variant not in self.variants or not self.variants[variant].is_file():
+            raise ExportError(f"model {self.name!r} has no {variant} export; it has {list(self.variant_names)}")
+        return self.variants[variant]
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -165,15 +181,46 @@ def _parse_task(raw: Any, index: int, problems: list[str]) -> TaskInfo | None:
     return TaskInfo(name=name, kind=kind, num_outputs=num, tau=float(tau), **info)
 
 
+def _variants(raw: dict, export_dir: Path) -> dict[str, Path]:
+    """``quantized: {kind: {"file": name}}`` -> kind -> path; a name that is not a plain file name
+    of the export folder (a path, ``..``) is ignored, as are variants the exporter failed to write."""
+    out = {}
+    for kind, entry in (raw.get("quantized") or {}).items():
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name == Path(name).name and name not in ("", ".", ".."):
+            out[str(kind)] = export_dir / name
+    return out
+
+
+def _parse_input(inp: dict, problems: list[str]) -> InputInfo | None:
+    """The manifest's ``input`` block (None, with problems recorded, when it is unusable)."""
+    if not inp:
+        return None
+    h = _get(inp, "height", int, "input", problems)
+    w = _get(inp, "width", int, "input", problems)
+    mean = _get(inp, "mean", list, "input", problems)
+    std = _get(inp, "std", list, "input", problems)
+    iname = _get(inp, "name", str, "input", problems, "image")
+    if mean is not None and len(mean) != 3 or std is not None and len(std) != 3:
+        problems.append("input: mean and std must have 3 values (RGB)")
+    elif std is not None and any(float(s) <= 0 for s in std):
+        problems.append("input: std values must be positive")
+    elif None not in (h, w, mean, std):
+        if h < 8 or w < 8:
+            problems.append(f"input: size {h}x{w} is too small")
+        return InputInfo(iname, h, w, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    return None
+
+
 def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
     """Validate the JSON content of a manifest (not yet the ONNX file); ``ExportError`` lists all problems."""
     problems: list[str] = []
     if not isinstance(raw, dict):
         raise _fail(export_dir, ["manifest.json must hold a JSON object"])
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != MANIFEST_FORMAT_VERSION:
         problems.append(
-            f"format_version is {version!r}; this dashboard reads format_version {FORMAT_VERSION}"
+            f"format_version is {version!r}; this dashboard reads format_version {MANIFEST_FORMAT_VERSION}"
         )
     name = _get(raw, "name", str, "manifest", problems, export_dir.name)
     arch = _get(raw, "arch", str, "manifest", problems, "mtl")
@@ -181,22 +228,7 @@ def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
         problems.append(f"arch {arch!r} is not one of {ARCHS}")
     onnx_file = _get(raw, "onnx_file", str, "manifest", problems, "model.onnx")
     opset = _get(raw, "opset", int, "manifest", problems, 0)
-    inp = _get(raw, "input", dict, "manifest", problems, {})
-    input_info = None
-    if inp:
-        h = _get(inp, "height", int, "input", problems)
-        w = _get(inp, "width", int, "input", problems)
-        mean = _get(inp, "mean", list, "input", problems)
-        std = _get(inp, "std", list, "input", problems)
-        iname = _get(inp, "name", str, "input", problems, "image")
-        if mean is not None and len(mean) != 3 or std is not None and len(std) != 3:
-            problems.append("input: mean and std must have 3 values (RGB)")
-        elif std is not None and any(float(s) <= 0 for s in std):
-            problems.append("input: std values must be positive")
-        elif None not in (h, w, mean, std):
-            if h < 8 or w < 8:
-                problems.append(f"input: size {h}x{w} is too small")
-            input_info = InputInfo(iname, h, w, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    input_info = _parse_input(_get(raw, "input", dict, "manifest", problems, {}), problems)
     raw_tasks = _get(raw, "tasks", list, "manifest", problems, [])
     tasks = [t for i, r in enumerate(raw_tasks) if (t := _parse_task(r, i, problems)) is not None]
     if raw_tasks is not None and not raw_tasks:
@@ -230,6 +262,7 @@ def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
         trained_on=dict(raw.get("trained_on") or {}),
         metrics=dict(raw.get("metrics") or {}),
         parity=dict(raw.get("parity") or {}),
+        variants=_variants(raw, export_dir),
     )
     problems = contract_problems(manifest)
     if problems:
@@ -332,89 +365,37 @@ def load_manifest(export_dir: str | Path) -> Manifest:
     return manifest
 
 
-# --- The ONNX file: a minimal reader of the top-level ModelProto fields (no `onnx` dependency). ---
-_MODEL_OPSET_FIELD = 8  # ModelProto.opset_import (repeated OperatorSetIdProto)
-_MODEL_GRAPH_FIELD = 7
-_OPSET_DOMAIN_FIELD = 1
-_OPSET_VERSION_FIELD = 2
+# --- The ONNX file: parsed and checked with the `onnx` package -------------------------------------
+def check_onnx(path: str | Path) -> tuple[int, str | None]:
+    """(default-domain opset, what ``onnx.checker.check_model`` objects to or None) of an ONNX file.
 
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise EOFError
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _fields(buf, start: int, end: int):
-    """Yield (field number, wire type, value or (start, end) slice) of a protobuf message."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise ValueError("field number 0")
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield number, wire, value
-        elif wire == 1:
-            pos += 8
-            yield number, wire, None
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            if pos + length > end:
-                raise EOFError
-            yield number, wire, (pos, pos + length)
-            pos += length
-        elif wire == 5:
-            pos += 4
-            yield number, wire, None
-        else:
-            raise ValueError(f"wire type {wire}")
-    if pos > end:
-        raise EOFError
-
-
-def read_onnx_opset(path: str | Path) -> int:
-    """The default-domain opset of an ONNX file, read from its header fields.
-
-    Raises ``ExportError`` for an empty, truncated or non-ONNX file, before onnxruntime sees it.
+    Raises ``ExportError`` for an empty, truncated or non-ONNX file (no graph, no opset), before
+    onnxruntime sees it. A checker complaint alone is not fatal: some converters (onnxruntime's fp16
+    one) write graphs the checker rejects (e.g. nodes not topologically sorted) that onnxruntime runs;
+    the session's load and dry run decide, and the complaint is reported with the model's status.
     """
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
         raise ExportError(f"{path} is empty")
-    opset = None
-    has_graph = False
     try:
-        with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            for number, wire, value in _fields(buf, 0, size):
-                if number == _MODEL_GRAPH_FIELD and wire == 2:
-                    has_graph = True
-                elif number == _MODEL_OPSET_FIELD and wire == 2:
-                    domain, version = "", None
-                    for n2, w2, v2 in _fields(buf, *value):
-                        if n2 == _OPSET_DOMAIN_FIELD and w2 == 2:
-                            domain = bytes(buf[v2[0] : v2[1]]).decode("utf-8", "replace")
-                        elif n2 == _OPSET_VERSION_FIELD and w2 == 0:
-                            version = v2
-                    if domain in ("", "ai.onnx") and version is not None:
-                        opset = version
-    except EOFError as err:
-        raise ExportError(f"{path} is truncated ({size} bytes): re-copy or re-export the model") from err
-    except ValueError as err:
-        raise ExportError(f"{path} is not an ONNX model ({err})") from err
-    if not has_graph or opset is None:
-        raise ExportError(f"{path} is not an ONNX model (no graph or no opset)")
-    return opset
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ExportError(f"{path} is truncated or not an ONNX model ({size} bytes; {type(err).__name__}): "
+                          "re-copy or re-export the model") from err  # fmt: skip
+    opsets = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not model.HasField("graph") or not model.graph.node or not opsets:
+        raise ExportError(f"{path} is truncated or not an ONNX model (no graph or no opset)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as err:
+        return int(opsets[0]), (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return int(opsets[0]), None
+
+
+def read_onnx_opset(path: str | Path) -> int:
+    """The default-domain opset of an ONNX file (``check_onnx``)."""
+    return check_onnx(path)[0]
 
 
 def check_session(manifest: Manifest, session: Any) -> None:

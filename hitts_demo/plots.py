@@ -14,15 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hitts_demo.records import (
-    DELTA_KEY,
-    LOWER_IS_BETTER,
-    METHOD_LABELS,
-    METHODS,
-    RunRecord,
-    as_percent,
-    is_number,
-)
+from hitts_demo.records import RunRecord, as_percent, is_number
+from hitts_schema import HIGHER_IS_BETTER, METHODS, is_lower_better, method_label
 
 _GRID = dict(gridcolor="#e6e6e6", zerolinecolor="#c8c8c8", linecolor="#c8c8c8")
 TEMPLATE = go.layout.Template(
@@ -185,14 +178,28 @@ def accuracy_coverage_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, np.
 
 
 def _metric_panels(runs: list[RunRecord]) -> list[tuple[str, str]]:
+    """Every (task, metric) of the runs' methods (the reader keeps only declared metrics)."""
     panels: dict[tuple[str, str], None] = {}
     for run in runs:
         for block in run.metrics.values():
             for task, values in block.items():
-                if task != DELTA_KEY:
+                if isinstance(values, dict):
                     for metric in values:
                         panels[(task, metric)] = None
     return list(panels)
+
+
+def _direction(metric: str) -> str:
+    """From ``hitts_schema`` (Delta_MTL, not a metric, is higher-better)."""
+    if metric not in HIGHER_IS_BETTER:
+        return "(higher better)"
+    return "(lower better)" if is_lower_better(metric) else "(higher better)"
+
+
+def ordered_methods(names) -> list[str]:
+    """Registered methods in the registry's order, then any unknown ones sorted."""
+    names = set(names)
+    return [m for m in METHODS if m in names] + sorted(names - set(METHODS))
 
 
 def paper_reference(paper_tables: dict) -> dict[str, dict]:
@@ -210,10 +217,9 @@ def runs_figure(runs: list[RunRecord], paper_tables: dict) -> go.Figure:
     paper = paper_reference(paper_tables)
     cols = min(SUBPLOT_COLUMNS, len(panels))
     rows = math.ceil(len(panels) / cols)
-    titles = [f"{t} {m} {'(lower better)' if m in LOWER_IS_BETTER else '(higher better)'}" for t, m in panels]
+    titles = [f"{t} {m} {_direction(m)}" for t, m in panels]
     fig = _subplots(rows, cols, subplot_titles=titles, vertical_spacing=0.5 / rows)
-    methods = [m for m in METHODS if any(m in r.metrics for r in runs)]
-    methods += sorted({m for r in runs for m in r.metrics} - set(methods))
+    methods = ordered_methods(m for r in runs for m in r.metrics)
     for k, (task, metric) in enumerate(panels):
         row, col = k // cols + 1, k % cols + 1
         for method in methods:
@@ -229,7 +235,7 @@ def runs_figure(runs: list[RunRecord], paper_tables: dict) -> go.Figure:
                 ys.append(ref)
             if xs:
                 fig.add_trace(
-                    go.Bar(x=xs, y=ys, name=METHOD_LABELS.get(method, method), legendgroup=method,
+                    go.Bar(x=xs, y=ys, name=method_label(method), legendgroup=method,
                            marker_color=METHOD_COLOURS.get(method), showlegend=k == 0),
                     row=row, col=col,
                 )  # fmt: skip
@@ -237,28 +243,28 @@ def runs_figure(runs: list[RunRecord], paper_tables: dict) -> go.Figure:
     return _layout(fig, "Runs vs the paper (NYUD-v2 one-label, Table 5)", max(FIG_HEIGHT, 260 * rows))
 
 
-def delta_figure(runs: list[RunRecord], paper_tables: dict) -> go.Figure:
-    """Delta_MTL (%) per method and run, with the paper's Table 5 values."""
+def delta_figure(deltas: dict[str, dict[str, float]], paper_tables: dict, title: str) -> go.Figure:
+    """Delta_MTL (%) per method and run (``deltas``: run -> method -> value), with the paper's Table 5."""
     fig = _figure()
     paper = paper_reference(paper_tables)
-    methods = [m for m in METHODS if any(m in r.metrics for r in runs) or m in paper]
+    methods = ordered_methods({m for d in deltas.values() for m in d} | set(paper))
     for method in methods:
         xs, ys = [], []
-        for run in runs:
-            value = run.metrics.get(method, {}).get(DELTA_KEY)
-            if is_number(value):
-                xs.append(run.name)
-                ys.append(value)
+        for run, values in deltas.items():
+            if is_number(values.get(method)):
+                xs.append(run)
+                ys.append(values[method])
         ref = paper.get(method, {}).get("delta_mtl")
         if is_number(ref):
             xs.append("paper (T5)")
             ys.append(ref)
         if xs:
-            fig.add_trace(go.Bar(x=xs, y=ys, name=METHOD_LABELS.get(method, method),
-                                 marker_color=METHOD_COLOURS.get(method)))  # fmt: skip
+            fig.add_trace(go.Bar(x=xs, y=ys, name=method_label(method), marker_color=METHOD_COLOURS.get(method)))
+    if not fig.data:
+        return empty_figure("No Delta_MTL: the run records hold no STL reference and no stored value.")
     fig.update_layout(barmode="group")
     fig.update_yaxes(title="Delta_MTL vs STL (%)")
-    return _layout(fig, "Delta_MTL: average relative gain over single-task models")
+    return _layout(fig, title)
 
 
 def paper_table_figure(table: dict) -> go.Figure:
@@ -285,7 +291,7 @@ def paper_table_figure(table: dict) -> go.Figure:
     panels = columns + ([("", "delta_mtl", True)] if has_delta else [])
     cols = min(SUBPLOT_COLUMNS, len(panels))
     nrows = math.ceil(len(panels) / cols)
-    titles = [f"{t} {m} {'(higher better)' if hib else '(lower better)'}".strip() for t, m, hib in panels]
+    titles = [f"{t} {m} {_direction(m)}".strip() for t, m, _ in panels]
     colours = [OURS_COLOUR if r["model"].startswith(OURS_PREFIXES) else OTHERS_COLOUR for r in rows]
     fig = _subplots(nrows, cols, subplot_titles=titles, vertical_spacing=0.6 / nrows)
     for k, (task, metric, _) in enumerate(panels):
@@ -321,3 +327,27 @@ def learning_curves_figure(runs: list[RunRecord], key: str | None) -> go.Figure:
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title=key)
     return _layout(fig, f"Learning curves: {key}")
+
+
+def fine_scores_figure(entries: dict[str, dict], colours: dict[str, np.ndarray], title: str) -> go.Figure:
+    """One bar chart per task side by side: the fine-token score of every class / bin / centre at one
+    pixel (``entries``: task -> {"fine_token_scores": [...], "labels": [...]}). The axes are laid out
+    by hand (``make_subplots`` costs ~50 ms, too much for a click)."""
+    if not entries:
+        return empty_figure("This model exports no fine-grained tokens.")
+    fig, n, gap = _figure(), len(entries), 0.06
+    width = (1.0 - gap * (n - 1)) / n
+    for i, (task, entry) in enumerate(entries.items()):
+        scores, labels = entry["fine_token_scores"], entry["labels"]
+        pal = colours.get(task)
+        marker = [f"rgb({r},{g},{b})" for r, g, b in pal[: len(scores)]] if pal is not None else None
+        suffix = "" if i == 0 else str(i + 1)
+        fig.add_trace(go.Bar(x=[lab.split(":")[0] for lab in labels], y=scores, marker_color=marker,
+                             hovertext=labels, showlegend=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}"))  # fmt: skip
+        lo = i * (width + gap)
+        fig.layout[f"xaxis{suffix}"] = dict(domain=[lo, lo + width], anchor=f"y{suffix}", tickangle=60,
+                                            tickfont=dict(size=8), **_GRID)  # fmt: skip
+        fig.layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", **_GRID)
+        fig.add_annotation(text=task, x=lo + width / 2, y=1.02, xref="paper", yref="paper", showarrow=False,
+                           yanchor="bottom")  # fmt: skip
+    return _layout(fig, title)

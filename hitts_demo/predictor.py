@@ -21,12 +21,13 @@ from PIL import Image
 from hitts_demo import postprocess as pp
 from hitts_demo.manifest import (
     AFFINITY_OUTPUT,
+    DEFAULT_VARIANT,
     ExportError,
     Manifest,
     TaskInfo,
+    check_onnx,
     check_session,
     load_manifest,
-    read_onnx_opset,
     shape_matches,
 )
 
@@ -85,6 +86,7 @@ class Prediction:
     image: np.ndarray
     outputs: dict[str, np.ndarray]
     latency_ms: float
+    variant: str = DEFAULT_VARIANT
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     @property
@@ -175,13 +177,15 @@ class Predictor:
     """One validated export and its onnxruntime session (created once, thread-safe to ``run``)."""
 
     def __init__(self, export_dir: str | Path, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None) -> None:  # fmt: skip
+                 intra_op_threads: int | None = None, variant: str | None = None) -> None:  # fmt: skip
         self.manifest = load_manifest(export_dir)
-        opset = read_onnx_opset(self.manifest.onnx_path)
+        self.variant = variant or DEFAULT_VARIANT
+        self.onnx_path = self.manifest.variant_path(self.variant)
+        opset, self.checker_note = check_onnx(self.onnx_path)
         if opset != self.manifest.opset:
             raise ExportError(
                 f"export {self.manifest.export_dir}: the manifest says opset {self.manifest.opset}, "
-                f"{self.manifest.onnx_path.name} declares opset {opset}"
+                f"{self.onnx_path.name} declares opset {opset}"
             )
         self.session = self._create_session(providers or default_providers(), intra_op_threads, opset)
         check_session(self.manifest, self.session)
@@ -192,18 +196,18 @@ class Predictor:
     def _create_session(self, providers: list[str], threads: int | None, opset: int) -> ort.InferenceSession:
         try:
             return ort.InferenceSession(
-                str(self.manifest.onnx_path), sess_options=session_options(threads), providers=providers
+                str(self.onnx_path), sess_options=session_options(threads), providers=providers
             )
         except Exception as err:  # noqa: BLE001 - onnxruntime raises several unrelated types here
             text = str(err)
             if "opset" in text.lower():
                 raise ExportError(
-                    f"export {self.manifest.export_dir}: {self.manifest.onnx_path.name} uses ONNX opset {opset}, "
+                    f"export {self.manifest.export_dir}: {self.onnx_path.name} uses ONNX opset {opset}, "
                     f"newer than this onnxruntime {ort.__version__} supports; re-export with a lower opset "
                     f"(the trainer uses 18) or upgrade onnxruntime"
                 ) from err
             raise ExportError(
-                f"export {self.manifest.export_dir}: onnxruntime cannot load {self.manifest.onnx_path.name}: "
+                f"export {self.manifest.export_dir}: onnxruntime cannot load {self.onnx_path.name}: "
                 f"{text.splitlines()[0][:400]}"
             ) from err
 
@@ -249,4 +253,4 @@ class Predictor:
             outputs[name] = (
                 value[0] if len(self.manifest.outputs[name]) >= 3 and value.shape[0] == 1 else value
             )
-        return Prediction(manifest=self.manifest, image=rgb, outputs=outputs, latency_ms=latency_ms)
+        return Prediction(self.manifest, rgb, outputs, latency_ms, self.variant)

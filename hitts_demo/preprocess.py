@@ -19,6 +19,7 @@ Conversions to RGB (``to_rgb``):
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 """Formats ``Image.open`` may try (JPEG also opens multi-picture MPO files from phone cameras)."""
 UINT16_TO_UINT8 = 257.0
 BACKGROUND = (255, 255, 255)
+EXIF_IFD = 0x8769
+FOCAL_35MM_TAG = 0xA405
+FILM_DIAGONAL_MM = math.hypot(36.0, 24.0)
+MAX_FOCAL_35MM = 5000.0
 """Colour behind transparent pixels."""
 
 
@@ -65,6 +70,10 @@ class LoadedImage:
     format: str
     mode: str
     notes: list[str] = field(default_factory=list)
+    scale: float = 1.0
+    """``rgb`` pixels per pixel of the upright upload (below 1 when it was downscaled)."""
+    focal_px: float | None = None
+    """Focal length in pixels of ``rgb`` from the file's EXIF (35 mm equivalent), None without one."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -217,6 +226,7 @@ def _from_pil(im: Image.Image, fmt: str, limits: ImageLimits) -> LoadedImage:
     mode = im.mode
     im.load()  # decodes the first frame only; raises on truncated data
     orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+    focal_35mm = exif_focal_35mm(im)
     upright = ImageOps.exif_transpose(im)
     if orientation not in (1, None):
         notes.append(f"EXIF orientation {orientation} applied")
@@ -227,7 +237,24 @@ def _from_pil(im: Image.Image, fmt: str, limits: ImageLimits) -> LoadedImage:
     if small.size != rgb.size:
         notes.append(f"downscaled from {rgb.size[0]}x{rgb.size[1]} to {small.size[0]}x{small.size[1]}")
     arr = np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
-    return LoadedImage(rgb=arr, source_size=(width, height), format=fmt, mode=mode, notes=notes)
+    focal = focal_35mm * math.hypot(*small.size) / FILM_DIAGONAL_MM if focal_35mm else None
+    if focal:
+        notes.append(f"EXIF focal length {focal_35mm:g} mm (35 mm equivalent) = {focal:.0f} px")
+    return LoadedImage(rgb=arr, source_size=(width, height), format=fmt, mode=mode, notes=notes,
+                       scale=small.size[0] / rgb.size[0], focal_px=focal)
+
+
+def exif_focal_35mm(im: Image.Image) -> float | None:
+    """``FocalLengthIn35mmFilm`` of the Exif IFD (what phones write), None if absent or unreadable.
+
+    In pixels: f_px = f_35mm * (image diagonal in px) / 43.27 mm (the 36 x 24 mm frame's diagonal),
+    the conversion ml-depth-pro uses; it holds for any orientation and downscaling of the image."""
+    try:
+        value = im.getexif().get_ifd(EXIF_IFD).get(FOCAL_35MM_TAG)
+        value = float(value) if value is not None else None
+    except (AttributeError, TypeError, ValueError, OSError, SyntaxError):
+        return None
+    return value if value and math.isfinite(value) and 0 < value < MAX_FOCAL_35MM else None
 
 
 def _from_array(arr: np.ndarray, limits: ImageLimits) -> LoadedImage:

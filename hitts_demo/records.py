@@ -1,6 +1,7 @@
 """Run records (``exports/runs/<run>/metrics.json`` + ``log.jsonl``) and the paper's tables.
 
-``metrics.json``: ``{"stl"|"mtl"|"hitts"|"hitts_pseudo": {task: {metric: value}, "delta_mtl": float}}``.
+``metrics.json``: ``{method: {task: {metric: value}, "delta_mtl": float}, "_meta": {...}}``; keys starting
+with ``_`` are not methods (``_meta`` holds the data set, setting, seed, wall times and config).
 ``log.jsonl``: one JSON object per line, e.g. ``{"epoch": 3, "split": "val", "L_s": .., "total": ..,
 "semseg/miou": ..}``. Reading is tolerant: unknown methods are kept, missing keys are skipped,
 unreadable lines and files are reported in ``problems`` instead of failing the dashboard.
@@ -18,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hitts_schema import DELTA_ALL_KEY, DELTA_KEY, HIGHER_IS_BETTER
+
 PAPER_TABLES = Path(__file__).parent / "data" / "paper_tables.json"
-METHODS = ("stl", "mtl", "hitts", "hitts_pseudo")
-METHOD_LABELS = {"stl": "STL", "mtl": "MTL", "hitts": "HiTTs", "hitts_pseudo": "HiTTs + pseudo"}
-DELTA_KEY = "delta_mtl"
 PERCENT_METRICS = frozenset({"miou", "pacc", "within_11_25", "within_22_5", "within_30", "odsf", "max_f"})
-LOWER_IS_BETTER = frozenset({"abs_err", "rel_err", "rmse", "mean_angle", "median_angle", "rmse_angle"})
-"""Metric directions, as in ``trainer/tasks.py`` (not imported: the trainer may import torch)."""
+META_PREFIX = "_"
+TOTAL_LOSS = "total"
 MAX_LOG_LINES = 100_000
 
 
@@ -34,6 +34,7 @@ class RunRecord:
 
     name: str
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -47,29 +48,32 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _read_metrics(path: Path, problems: list[str]) -> dict[str, dict[str, Any]]:
+def _read_metrics(path: Path, problems: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(methods, meta): per method {task: {metric: value}} of known metrics plus the stored Delta_MTL
+    figures; ``meta`` is the ``_meta`` block (keys starting with ``_`` are never methods)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         problems.append(f"{path.name}: unreadable ({err})")
-        return {}
+        return {}, {}
     if not isinstance(raw, dict):
         problems.append(f"{path.name}: not a JSON object")
-        return {}
+        return {}, {}
     metrics: dict[str, dict[str, Any]] = {}
     for method, block in raw.items():
-        if not isinstance(block, dict):
+        if method.startswith(META_PREFIX) or not isinstance(block, dict):
             continue
         clean: dict[str, Any] = {}
         for task, values in block.items():
-            if task == DELTA_KEY and is_number(values):
-                clean[DELTA_KEY] = float(values)
+            if task in (DELTA_KEY, DELTA_ALL_KEY) and is_number(values):
+                clean[task] = float(values)
             elif isinstance(values, dict):
-                nums = {m: float(v) for m, v in values.items() if is_number(v)}
+                nums = {m: float(v) for m, v in values.items() if m in HIGHER_IS_BETTER and is_number(v)}
                 if nums:
                     clean[task] = nums
         metrics[method] = clean
-    return metrics
+    meta = raw.get("_meta")
+    return metrics, meta if isinstance(meta, dict) else {}
 
 
 def _read_log(path: Path, problems: list[str]) -> list[dict[str, Any]]:
@@ -110,7 +114,7 @@ def load_runs(runs_dir: Path | None) -> list[RunRecord]:
             continue
         rec = RunRecord(folder.name)
         if metrics_path.is_file():
-            rec.metrics = _read_metrics(metrics_path, rec.problems)
+            rec.metrics, rec.meta = _read_metrics(metrics_path, rec.problems)
         if log_path.is_file():
             rec.log = _read_log(log_path, rec.problems)
         runs.append(rec)
@@ -118,15 +122,24 @@ def load_runs(runs_dir: Path | None) -> list[RunRecord]:
 
 
 def log_keys(runs: list[RunRecord]) -> list[str]:
-    """Numeric keys found in the logs (losses first, then metrics), for the learning-curve picker."""
+    """Numeric keys found in the logs for the learning-curve picker: the total losses first (the
+    picker opens on the first), then the other losses, then metrics and the rest (learning rates last)."""
     keys: dict[str, None] = {}
     for run in runs:
         for line in run.log:
             for k, v in line.items():
                 if k not in ("epoch", "split", "step") and is_number(v):
                     keys[k] = None
-    losses = sorted(k for k in keys if "/" not in k)
-    return losses + sorted(k for k in keys if "/" in k)
+
+    def rank(key: str) -> tuple[int, str]:
+        last = key.rsplit("/", 1)[-1]
+        if last == TOTAL_LOSS:
+            return 0, key
+        if last.startswith("L_") or "/L_" in key:
+            return 1, key
+        return (3 if last in ("lr", "steps") else 2), key
+
+    return sorted(keys, key=rank)
 
 
 def load_paper_tables(path: Path = PAPER_TABLES) -> dict[str, Any]:

@@ -18,4 +18,9 @@ def nyuv2_mini_root() -> Path:
     return NYUV2_MINI
 
 
-from pipeline_fixtures import data_root, pipeline_run, synthetic_root  # noqa: E402,F401  (session fixtures)
+try:  # the training stack; the dashboard's tests (tests/demo) also run in the app's torch-free venv
+    import torch  # noqa: F401
+except ModuleNotFoundError:
+    pass
+else:
+    from pipeline_fixtures import data_root, pipeline_run, synthetic_root  # noqa: F401  (session fixtures)

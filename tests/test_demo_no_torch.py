@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fake_export import cached_fake_exports_root
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "demo"))
+from fake_export import cached_fake_exports_root  # noqa: E402
+
 SOURCES = sorted((REPO / "hitts_demo").rglob("*.py")) + [REPO / "app.py"]
 FORBIDDEN = ("torch", "torchvision", "trainer")
 
@@ -37,13 +38,16 @@ for mod in pkgutil.walk_packages(hitts_demo.__path__, "hitts_demo."):
     importlib.import_module(mod.name)
 from hitts_demo.downloads import SessionFiles
 from hitts_demo.service import Studio
+from hitts_demo.views import consistency, inspector, metrics, pseudo, tokens
 studio = Studio({str(exports)!r}, nyuv2_dir=None)
 studio.warm()
 demo = app.build_app(studio, SessionFiles())
-a = studio.analyze(np.zeros((40, 50, 3), np.uint8))
-studio.tokens_view(a, "hitts", "semseg", None)
-studio.pseudo_view(a, "hitts", {{}})
-studio.metrics_view(None, None)
+a = studio.analyze(np.zeros((40, 50, 3), np.uint8), variant="fp16")
+tokens.tokens_view(a, "hitts", "semseg", None)
+pseudo.pseudo_view(a, "hitts", {{}})
+inspector.inspect_pixel(a, 3, 4)
+consistency.consistency_view(a, "hitts")
+metrics.metrics_view(studio.runs_dir, studio.paper_tables, None, None)
 bad = sorted(m for m in sys.modules if m.split(".")[0] in {FORBIDDEN!r})
 assert not bad, bad
 print("ok")

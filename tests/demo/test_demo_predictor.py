@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 from fake_export import cached_fake_exports_root, make_fake_gallery_item
 from PIL import Image
 
@@ -18,10 +19,14 @@ from hitts_demo import visualize as vis
 from hitts_demo.downloads import SessionFiles, write_raw_zip
 from hitts_demo.gallery import list_gallery, load_ground_truth
 from hitts_demo.manifest import ExportError, read_onnx_opset
-from hitts_demo.pointcloud import back_project, default_focal, read_glb, read_ply, write_glb, write_ply
+from hitts_demo.pointcloud import back_project, default_focal, write_glb, write_ply
 from hitts_demo.predictor import Predictor, default_providers
 from hitts_demo.records import as_percent, load_paper_tables, load_runs, log_keys
 from hitts_demo.service import Studio
+from hitts_demo.views.metrics import metrics_view
+from hitts_demo.views.predictions import slider_choices, slider_image
+from hitts_demo.views.pseudo import pseudo_view
+from hitts_demo.views.tokens import tokens_view
 
 H, W = 64, 96  # the fake export's input size
 
@@ -190,15 +195,19 @@ def test_affinity_is_optional_and_symbolic_dims_are_any_size(exports_root):
 
 def test_the_real_exports_when_present():
     """Once the trainer's exports are in exports/ (the lead's step), the app serves them unchanged."""
-    repo_exports = Path(__file__).resolve().parents[1] / "exports"
+    repo_exports = Path(__file__).resolve().parents[2] / "exports"
     if not (repo_exports / "hitts" / "manifest.json").is_file():
         pytest.skip("no real export in exports/hitts yet")
     studio = Studio(repo_exports, nyuv2_dir=None)
     studio.warm()
     assert "hitts" in studio.model_names, studio.export_errors
     analysis = studio.analyze(np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8))
-    for choice in studio.slider_views:
-        assert studio.slider_image(analysis, choice).shape == (120, 160, 3)
+    for choice in (choices := slider_choices(studio.manifests)):
+        assert slider_image(analysis, choices, choice).shape == (120, 160, 3)
+    assert "fp16" in studio.variants
+    fp16 = studio.analyze(analysis.image, variant="fp16").predictions["hitts"]
+    agree = (fp16.pred("semseg") == analysis.predictions["hitts"].pred("semseg")).mean()
+    assert fp16.variant == "fp16" and agree > 0.95
 
 
 def test_default_providers_fall_back_to_cpu(monkeypatch):
@@ -385,17 +394,19 @@ def test_glb_and_ply_written_and_parseable(tmp_path):
     colours = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
     labels = rng.integers(0, 13, (12, 16))
     cloud = back_project(depth, colours, 20.0, labels)
-    gltf, pos, col = read_glb(write_glb(cloud, tmp_path / "p.glb"))
-    assert gltf["asset"]["version"] == "2.0" and gltf["meshes"][0]["primitives"][0]["mode"] == 0
-    np.testing.assert_allclose(pos, cloud.xyz * np.array([1, -1, -1]), rtol=1e-6)
-    np.testing.assert_array_equal(col[:, :3], cloud.rgb)
-    assert gltf["accessors"][0]["min"] == pytest.approx(pos.min(0).tolist())
-    ply = read_ply(write_ply(cloud, tmp_path / "p.ply", "test"))
-    assert len(ply) == 12 * 16
-    np.testing.assert_allclose(np.stack([ply["x"], ply["y"], ply["z"]], -1), cloud.xyz)
-    np.testing.assert_array_equal(ply["label"], labels.ravel())
+    scene = trimesh.load(write_glb(cloud, tmp_path / "p.glb"), file_type="glb", process=False)
+    (points,) = scene.geometry.values()  # read by trimesh, an independent glTF parser
+    assert isinstance(points, trimesh.PointCloud)
+    np.testing.assert_allclose(points.vertices, cloud.xyz * np.array([1, -1, -1]), rtol=1e-6)
+    np.testing.assert_array_equal(points.colors[:, :3], cloud.rgb)
+    ply = trimesh.load(write_ply(cloud, tmp_path / "p.ply", "test"), process=False)
+    np.testing.assert_allclose(ply.vertices, cloud.xyz, rtol=1e-6)
+    raw = ply.metadata["_ply_raw"]["vertex"]["data"]
+    np.testing.assert_array_equal(raw["label"], labels.ravel())
+    np.testing.assert_array_equal(np.stack([raw["red"], raw["green"], raw["blue"]], -1), cloud.rgb)
     empty = back_project(np.zeros((4, 4), np.float32), colours[:4, :4], 10.0)
-    assert len(read_glb(write_glb(empty, tmp_path / "e.glb"))[1]) == 1
+    (one,) = trimesh.load(write_glb(empty, tmp_path / "e.glb"), file_type="glb", process=False).geometry.values()
+    assert len(one.vertices) == 1
 
 
 # --- pictures ------------------------------------------------------------------------------------
@@ -424,9 +435,10 @@ def test_colour_maps_and_panels(predictor):
 def test_every_slider_view_matches_the_image_size(exports_root):
     studio = Studio(exports_root, nyuv2_dir=None)
     analysis = studio.analyze(np.zeros((33, 21, 3), np.uint8))
-    assert "hitts · fine-token map semseg" in studio.slider_views and "mtl · depth" in studio.slider_views
-    for choice in studio.slider_views:
-        assert studio.slider_image(analysis, choice).shape == (33, 21, 3), choice
+    choices = slider_choices(studio.manifests)
+    assert "hitts · fine-token map semseg" in choices and "mtl · depth" in choices
+    for choice in choices:
+        assert slider_image(analysis, choices, choice).shape == (33, 21, 3), choice
 
 
 # --- gallery, records, paper tables, plots -------------------------------------------------------
@@ -453,24 +465,26 @@ def test_gallery_item_drives_the_accuracy_curve(exports_root, nyuv2_mini_root):
     studio = Studio(exports_root, nyuv2_dir=nyuv2_mini_root)
     analysis = studio.analyze(None, "nyuv2-0001")
     assert set(analysis.ground_truth) == {"semseg", "depth"}
-    out = studio.pseudo_view(analysis, "hitts", {"semseg": 0.5})
-    curve_tasks = {trace.name for trace in out["curve"].data}
-    assert {"semseg", "depth"} <= curve_tasks and "| semseg | 0.50 |" in out["markdown"]
+    out = pseudo_view(analysis, "hitts", {"semseg": 0.5})
+    curve_tasks = {trace.name for trace in out.curve.data}
+    assert {"semseg", "depth"} <= curve_tasks and "| semseg | 0.50 |" in out.markdown
 
 
 def test_run_records_are_read_tolerantly(tmp_path):
     run = tmp_path / "runs" / "r1"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"hitts": {"semseg": {"miou": 0.3, "bad": "x"}, "delta_mtl": 5.0},
-                                                  "mtl": "not a dict"}))  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps({"hitts": {"semseg": {"miou": 0.3, "bad": "x", "unknown": 1.0},
+                                                            "delta_mtl": 5.0},
+                                                  "mtl": "not a dict", "_meta": {"dataset": "nyud", "wall_time_s": {"stl": 3}}}))  # fmt: skip
     (run / "log.jsonl").write_text(
         '{"epoch": 0, "split": "train", "total": 1.0}\n[1, 2]\n{oops\n\n{"epoch": 1, "L_s": 0.5}\n'
     )
     (tmp_path / "runs" / "empty").mkdir()
     (runs,) = load_runs(tmp_path / "runs")
-    assert runs.metrics == {"hitts": {"semseg": {"miou": 0.3}, "delta_mtl": 5.0}}
+    assert runs.metrics == {"hitts": {"semseg": {"miou": 0.3}, "delta_mtl": 5.0}}  # _meta is no method
+    assert runs.meta["dataset"] == "nyud"
     assert len(runs.log) == 2 and "2 line(s) skipped" in runs.problems[0]
-    assert log_keys([runs]) == ["L_s", "total"]
+    assert log_keys([runs]) == ["total", "L_s"]  # the picker opens on the total loss
     assert as_percent("miou", 0.3) == pytest.approx(30.0) and as_percent("abs_err", 0.5) == 0.5
 
 
@@ -524,15 +538,15 @@ def test_views_and_figures_render(exports_root):
     studio = Studio(exports_root, nyuv2_dir=None)
     a = studio.analyze(np.random.default_rng(6).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     a = studio.analyze(np.random.default_rng(7).integers(0, 256, (48, 64, 3), dtype=np.uint8), previous=a)
-    tokens = studio.tokens_view(a, "hitts", "depth", "bin 3: 0.71 m")
-    assert tokens["fine"] is not None and len(a.token_history["hitts"]) == 2
-    for key in ("affinity", "self_affinity", "pca"):
-        json.loads(tokens[key].to_json())
-    mtl = studio.tokens_view(a, "mtl", "semseg", None)
-    assert mtl["fine"] is None and mtl["global"]["semseg"] is None and "no task tokens" in mtl["markdown"]
-    metrics = studio.metrics_view(None, "table8")
-    assert metrics["keys"] == ["L_s", "total", "depth/abs_err", "semseg/miou"]
-    for key in ("runs", "delta", "paper", "curves"):
-        json.loads(metrics[key].to_json())
+    tokens = tokens_view(a, "hitts", "depth", "bin 3: 0.71 m")
+    assert tokens.fine is not None and len(a.token_history["hitts"]) == 2
+    for fig in (tokens.affinity, tokens.self_affinity, tokens.pca):
+        json.loads(fig.to_json())
+    mtl = tokens_view(a, "mtl", "semseg", None)
+    assert mtl.fine is None and mtl.global_maps["semseg"] is None and "no task tokens" in mtl.markdown
+    metrics = metrics_view(studio.runs_dir, studio.paper_tables, None, "table8")
+    assert metrics.key == "hitts/train/total" and metrics.keys[-1] == "hitts/lr"
+    for fig in (metrics.runs, metrics.delta, metrics.delta_all, metrics.paper, metrics.curves):
+        json.loads(fig.to_json())
     for table_key in studio.paper_tables:
-        json.loads(studio.metrics_view("total", table_key)["paper"].to_json())
+        json.loads(metrics_view(studio.runs_dir, studio.paper_tables, "total", table_key).paper.to_json())

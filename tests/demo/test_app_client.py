@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +24,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
 UPLOAD_CAP_MB = 2
 SLIDER_LEFT, SLIDER_RIGHT = "input", "hitts · depth"
@@ -120,11 +121,12 @@ def assert_alive(client: Client, frame: Path) -> None:
     assert Path(files[0]).is_file()
 
 
-def test_only_predict_is_documented(client):
+def test_documented_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/predict"]
-    params = [p["parameter_name"] for p in api["named_endpoints"]["/predict"]["parameters"]]
-    assert params == ["image", "model"]
+    assert set(api["named_endpoints"]) == {"/predict", "/inspect", "/predict_batch"}
+    params = {k: [p["parameter_name"] for p in v["parameters"]] for k, v in api["named_endpoints"].items()}
+    assert params == {"/predict": ["image", "model"], "/inspect": ["image", "model", "x", "y"],
+                      "/predict_batch": ["images", "model"]}  # fmt: skip
 
 
 def test_predict_endpoint_one_file_per_task(client, frame):
@@ -143,9 +145,9 @@ def test_predict_endpoint_one_file_per_task(client, frame):
 
 def test_every_view_from_one_session(client, frame):
     status, slider, *panels = client.predict(
-        handle_file(str(frame)), None, SLIDER_LEFT, SLIDER_RIGHT, api_name="/analyze"
+        handle_file(str(frame)), None, SLIDER_LEFT, SLIDER_RIGHT, "fp32", api_name="/analyze"
     )
-    assert "640x480" in status and "hitts" in status and "mtl" in status
+    assert "640x480" in status and "hitts** (fp32)" in status and "mtl" in status
     left, right = slider
     assert Image.open(left).size == Image.open(right).size == (640, 480)
     assert len(panels) == 6 and all(Path(p).is_file() for p in panels)  # 2 models x 3 tasks
@@ -155,9 +157,9 @@ def test_every_view_from_one_session(client, frame):
     assert "class 'chair'" in tokens[-1]
     *pseudo, md, curve = client.predict("hitts", 0.5, 0.45, 0.6, api_name="/render_pseudo")
     assert len(pseudo) == 3 and "| semseg | 0.50 |" in md and "No ground truth" in md
-    glb, ply, md3 = client.predict(
-        "hitts", 0, "rgb", api_name="/render_3d"
-    )  # the "Rebuild point cloud" button
+    angle, edges, table, md_c = client.predict("hitts", 0, api_name="/render_consistency")
+    assert Path(angle).is_file() and "median angle" in md_c and table["headers"][0] == "class"
+    glb, ply, md3 = client.predict("hitts", 0, "rgb", 0.0, api_name="/render_3d")  # the "Rebuild" button
     assert Path(glb).read_bytes()[:4] == b"glTF" and Path(ply).read_bytes()[:3] == b"ply"
     assert "focal length 518.9 px" in md3
     zipped = client.predict(api_name="/download_zip")
@@ -165,7 +167,8 @@ def test_every_view_from_one_session(client, frame):
 
 
 def test_gallery_item_with_ground_truth(client):
-    status, *_ = client.predict(None, "synthetic_000", SLIDER_LEFT, SLIDER_RIGHT, api_name="/analyze")
+    status, *_ = client.predict(None, "synthetic_000", SLIDER_LEFT, SLIDER_RIGHT, "fp16", api_name="/analyze")
+    assert "hitts** (fp16)" in status and "mtl** (fp32)" in status  # mtl has no fp16 export
     assert "synthetic_000" in status
     *_, md, curve = client.predict("hitts", 0.9, 0.45, 0.6, api_name="/render_pseudo")
     assert "Ground truth: synthetic_000" in md
@@ -173,9 +176,32 @@ def test_gallery_item_with_ground_truth(client):
 
 
 def test_metrics_view(client):
-    runs, delta, paper, curves, picker, md = client.predict("total", "table5", api_name="/render_metrics")
+    runs, delta, table, delta_all, paper, curves, picker, md = client.predict("total", "table5",
+                                                                              api_name="/render_metrics")  # fmt: skip
     assert "1 run record(s)" in md and "Table 5" in md and "skipped" in md.lower()
-    assert picker["value"] == "total"
+    assert picker["value"] == "hitts/train/total"  # an unknown key: the picker opens on the total loss
+    assert "paper's set" in md and table["headers"][2] == "Delta_MTL % (paper metric set)"
+
+
+def test_inspect_endpoint(client, frame):
+    out = client.predict(handle_file(str(frame)), "hitts", 320, 240, api_name="/inspect")
+    assert out["x"] == 320 and out["y"] == 240 and set(out["tasks"]) == {"semseg", "depth", "normals"}
+    depth = out["tasks"]["depth"]
+    assert depth["unit"] == "m" and 0 < depth["confidence"] <= 1 and len(depth["fine_token_scores"]) == 30
+    with pytest.raises(AppError, match="outside the 640x480 image"):
+        client.predict(handle_file(str(frame)), "hitts", 640, 0, api_name="/inspect")
+
+
+def test_predict_batch_endpoint(client, frame, server):
+    small = save(server[1], "small.png", Image.new("RGB", (40, 30), (10, 200, 30)))
+    zipped, table, md = client.predict([handle_file(str(frame)), handle_file(str(small))], "mtl",
+                                       api_name="/predict_batch")  # fmt: skip
+    with zipfile.ZipFile(zipped) as zf:
+        names = zf.namelist()
+    assert "summary.csv" in names and any(n.endswith("/mtl/depth_mm.png") for n in names)
+    assert len(table["data"]) == 2 and "2 of 2" in md
+    with pytest.raises(AppError, match="at most 32"):
+        client.predict([handle_file(str(small))] * 33, "mtl", api_name="/predict_batch")
 
 
 def test_views_before_any_image_say_so(server):
@@ -202,7 +228,7 @@ def test_bad_uploads_give_a_clear_error_and_the_server_keeps_serving(
     path = server[1] / name
     path.write_bytes(content)
     with pytest.raises(AppError, match=message):
-        client.predict(handle_file(str(path)), None, SLIDER_LEFT, SLIDER_RIGHT, api_name="/analyze")
+        client.predict(handle_file(str(path)), None, SLIDER_LEFT, SLIDER_RIGHT, "fp32", api_name="/analyze")
     assert_alive(client, frame)
 
 

@@ -15,7 +15,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RENDER_TIMEOUT_MS = 30_000
 PREDICTION_IMAGES = 6  # 2 models x 3 tasks
 
@@ -88,6 +88,33 @@ def test_upload_renders_every_view(page, tmp_path):
         timeout=RENDER_TIMEOUT_MS,
     )
     page.screenshot(path=str(tmp_path / "3d.png"), full_page=True)
+
+
+def test_pixel_inspector_answers_a_click(page, tmp_path):
+    """After the upload above: click a pixel of the inspector's image; its report and bars appear."""
+    page.get_by_role("tab", name="Pixel inspector").click()
+    image = page.locator("#inspector-image img").first
+    image.wait_for(timeout=RENDER_TIMEOUT_MS)
+    box = image.bounding_box()
+    start = time.perf_counter()
+    image.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    page.get_by_text("Pixel (").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 5, elapsed  # the server answers in ms; this bounds the whole round trip in a browser
+    page.wait_for_selector("#inspector-image img[src*='inspect_']", timeout=RENDER_TIMEOUT_MS)
+    assert page.get_by_text("| hitts | semseg |").count() + page.locator("td", has_text="semseg").count() > 0
+    page.screenshot(path=str(tmp_path / "inspector.png"), full_page=True)
+
+
+def test_batch_tab_runs_two_images(page, tmp_path):
+    page.get_by_role("tab", name="Batch").click()
+    first = tmp_path / "a.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(first)
+    page.set_input_files("#batch-files input[type=file]", [str(first), str(frame_path(tmp_path))])
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Run batch").click()
+    page.get_by_text("2 of 2 image(s)").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+    page.locator("a[href*='hitts_studio_batch']").first.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
 
 
 def test_bad_upload_shows_a_message(page, tmp_path):
