@@ -288,7 +288,7 @@ def prepare(args: argparse.Namespace) -> None:
         ensure_split(cfg, args.data, task_specs(cfg), Path(args.out) / f"split-{setting}.json")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/study")
     p.add_argument("--data", default="data/synthetic")
@@ -303,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="extra_set", action="append", default=[],
                    help="override for every run (smoke tests: tiny data)")
     p.add_argument("--prepare-arg", dest="prepare_args", action="append", default=[])
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = main_parser().parse_args(argv)
     study = Study(args)
     t0 = time.time()
     prepare(args)
