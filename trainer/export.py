@@ -21,9 +21,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from .config import TASK_SET
 from .data.transforms import IMAGE_MEAN, IMAGE_STD
 from .quantise import logits_to_outputs, quantisers_to_dict
-from .tasks import TaskSpec
+from .runs import METRICS_NAME, dataset_for, load_run, task_specs
+from .tasks import TaskSpec, tau_for
 
 OPSET = 18
 MIN_AGREEMENT = 0.999
@@ -299,10 +301,6 @@ def export_run(
     int8: bool = False,
 ) -> dict[str, Any]:
     """Export a run folder (its checkpoint and metrics) to ``out_dir``."""
-    from .config import TASK_SET
-    from .pipeline import METRICS_NAME, dataset_for, load_run, task_specs
-    from .tasks import tau_for
-
     run_dir = Path(run_dir)
     cfg, model, quantisers, state = load_run(run_dir)
     specs = task_specs(cfg)
