@@ -46,6 +46,33 @@ def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+def _batch_arrays(
+    outputs: dict[str, Any], specs: tuple[TaskSpec, ...], taus: dict[str, float]
+) -> tuple[list[dict[str, np.ndarray]], dict[str, int], list[int] | None]:
+    """Per image of a batch, the arrays of its discovery file; kept pixels per task; F'_t's shape."""
+    batch = next(iter(outputs["logits"].values())).shape[0]
+    arrays: list[dict[str, np.ndarray]] = [{} for _ in range(batch)]
+    kept: dict[str, int] = {}
+    feature_shape = None
+    for s in specs:
+        probs = outputs["logits"][s.name].float().softmax(dim=1)  # (B, C_p, H, W)
+        confidence, label = probs.max(dim=1)  # (B, H, W)
+        mask = confidence > taus[s.name]
+        kept[s.name] = int(mask.sum())
+        feats = outputs.get("task_features", {}).get(s.name)  # (B, D, h, w)
+        fmask = outputs.get("global_scores", {}).get(s.name)  # (B, h, w)
+        for b, a in enumerate(arrays):
+            a[f"pseudo/{s.name}"] = label[b].cpu().numpy().astype(np.uint8)
+            a[f"confidence/{s.name}"] = confidence[b].cpu().numpy().astype(np.float16)
+            a[f"pseudo_mask/{s.name}"] = mask[b].cpu().numpy().astype(np.uint8)
+            if feats is not None:
+                a[f"feature_target/{s.name}"] = feats[b].float().cpu().numpy().astype(np.float16)
+                feature_shape = list(feats.shape[1:])
+            if fmask is not None:
+                a[f"feature_mask/{s.name}"] = fmask[b].float().cpu().numpy().astype(np.float16)
+    return arrays, kept, feature_shape
+
+
 @torch.no_grad()
 def discover(
     model: nn.Module,
@@ -76,24 +103,9 @@ def discover(
     loader = DataLoader(torch.utils.data.Subset(dataset, todo), batch_size=batch_size, shuffle=False)
     done = 0
     for batch in tqdm(loader, desc="discovery", disable=not todo):
-        outputs = model(batch["image"].to(device))
-        arrays: list[dict[str, np.ndarray]] = [{} for _ in range(batch["image"].shape[0])]
-        for s in specs:
-            probs = outputs["logits"][s.name].float().softmax(dim=1)  # (B, C_p, H, W)
-            confidence, label = probs.max(dim=1)  # (B, H, W)
-            mask = confidence > taus[s.name]
-            kept[s.name] += int(mask.sum())
-            feats = outputs.get("task_features", {}).get(s.name)  # (B, D, h, w)
-            fmask = outputs.get("global_scores", {}).get(s.name)  # (B, h, w)
-            for b, a in enumerate(arrays):
-                a[f"pseudo/{s.name}"] = label[b].cpu().numpy().astype(np.uint8)
-                a[f"confidence/{s.name}"] = confidence[b].cpu().numpy().astype(np.float16)
-                a[f"pseudo_mask/{s.name}"] = mask[b].cpu().numpy().astype(np.uint8)
-                if feats is not None:
-                    a[f"feature_target/{s.name}"] = feats[b].float().cpu().numpy().astype(np.float16)
-                    feature_shape = list(feats.shape[1:])
-                if fmask is not None:
-                    a[f"feature_mask/{s.name}"] = fmask[b].float().cpu().numpy().astype(np.float16)
+        arrays, batch_kept, shape = _batch_arrays(model(batch["image"].to(device)), specs, taus)
+        kept = {k: v + batch_kept[k] for k, v in kept.items()}
+        feature_shape = shape or feature_shape
         total_pixels += int(batch["image"].shape[0] * batch["image"].shape[2] * batch["image"].shape[3])
         for b, a in enumerate(arrays):
             _save_npz_atomic(_image_path(out_dir, todo[done + b]), a)

@@ -191,23 +191,7 @@ def export_model(
     has_tokens = bool(probe.get("fine_tokens")) and bool(probe.get("global_scores"))
     has_affinity = probe.get("affinity") is not None
     wrapper = ExportWrapper(model, specs, quantisers, has_tokens, has_affinity).eval()
-    names = wrapper.output_names
-    onnx_path = out_dir / MODEL_FILE
-    tmp_path = out_dir / (MODEL_FILE + ".tmp")
-    torch.onnx.export(
-        wrapper,
-        (torch.zeros(1, 3, height, width),),
-        str(tmp_path),
-        input_names=["image"],
-        output_names=names,
-        opset_version=OPSET,
-        dynamo=True,
-        external_data=False,
-    )
-    onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
-    onnx.checker.check_model(onnx_model, full_check=True)
-    onnx.save(onnx_model, str(onnx_path))
-    tmp_path.unlink()
+    onnx_path = _write_onnx(wrapper, out_dir / MODEL_FILE, height, width)
     parity = measure_parity(wrapper, onnx_path, parity_images)
     _check_parity(parity, "fp32 export")
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -240,6 +224,26 @@ def export_model(
         manifest["quantized"] = variants
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _write_onnx(wrapper: ExportWrapper, onnx_path: Path, height: int, width: int) -> Path:
+    """Export ``wrapper`` at a fixed input size, check the graph, and move it into place."""
+    tmp_path = onnx_path.with_name(onnx_path.name + ".tmp")
+    torch.onnx.export(
+        wrapper,
+        (torch.zeros(1, 3, height, width),),
+        str(tmp_path),
+        input_names=["image"],
+        output_names=wrapper.output_names,
+        opset_version=OPSET,
+        dynamo=True,
+        external_data=False,
+    )
+    onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
+    onnx.checker.check_model(onnx_model, full_check=True)
+    onnx.save(onnx_model, str(onnx_path))
+    tmp_path.unlink()
+    return onnx_path
 
 
 def _outputs_through_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
