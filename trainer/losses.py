@@ -131,13 +131,13 @@ def _pseudo_term(
     form: str = "paper",
 ) -> torch.Tensor:
     """L_p/i: sum of M_p * L_i(G', pseudo) over the unlabelled images / their pixel count (0 if none)."""
-    num_images = int(unlabelled.sum())
     pseudo = _ignore_where(unlabelled, pseudo.long(), IGNORE_LABEL)
     reg_target = None if spec.is_classification else quantiser.index_to_value(pseudo).to(logits.dtype)
     loss, valid = pixel_task_loss(spec, logits, pseudo, reg_target, quantiser, form)
     mask = pseudo_mask.to(loss.dtype)
     mask = torch.where(valid & torch.isfinite(mask), mask, torch.zeros_like(mask))  # 0 on labelled images
-    num_pixels = max(num_images * loss.shape[-2] * loss.shape[-1], 1)
+    # pixels of the unlabelled images, counted on the device (no host sync)
+    num_pixels = (unlabelled.sum() * (loss.shape[-2] * loss.shape[-1])).clamp_min(1)
     return (mask * loss).sum() / num_pixels
 
 
