@@ -98,12 +98,21 @@ def test_nan_is_caught_within_sync_every_steps(tmp_path: Path) -> None:
         return losses
 
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 0 \(found by the check of steps 0-1\)"):
-        fit(toy_model(), NoisyToyData(), poisoned, replace(CFG, sync_every=2), tmp_path, META,
-            step_hook=lambda step, losses: hooked.append(step))
+        fit(
+            toy_model(),
+            NoisyToyData(),
+            poisoned,
+            replace(CFG, sync_every=2),
+            tmp_path,
+            META,
+            step_hook=lambda step, losses: hooked.append(step),
+        )
     assert hooked[-1] == 3 and load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 0
 
 
-def test_training_steps_never_read_a_tensor_on_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_steps_never_read_a_tensor_on_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A host read (``item``, ``float``, ``bool``, ``tolist`` ...) waits for the GPU. The loop's own
     code reads only at its checks: with 3 steps per epoch and ``sync_every`` 2, after step 1 and at
     the end of each epoch, one ``tolist`` each (8 in 4 epochs)."""

@@ -38,7 +38,9 @@ def cuda_batch(seed: int) -> dict:
 @pytest.mark.parametrize("arch", ["mtl", "hitts"])
 def test_gpu_training_step_never_syncs(arch: str, tmp_path: Path) -> None:
     specs = NYUD
-    model = build_model(ModelConfig(arch=arch, backbone="efficientnet_lite0", pretrained=False, width=16), specs)
+    model = build_model(
+        ModelConfig(arch=arch, backbone="efficientnet_lite0", pretrained=False, width=16), specs
+    )
     cfg = TrainConfig(device="cuda", grad_clip_norm=1.0, amp=True, channels_last=True, lr=1e-3)
     t = setup(model, cfg, tmp_path, resume=False)
     qs = quantisers()

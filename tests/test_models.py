@@ -341,8 +341,13 @@ def test_onnx_export_matches_pytorch(tmp_path) -> None:
 
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
             out = self.inner(image)
-            return (*out["logits"].values(), *out["global_scores"].values(), *out["fine_scores"].values(),
-                    *out["fine_tokens"].values(), out["affinity"])  # fmt: skip
+            return (
+                *out["logits"].values(),
+                *out["global_scores"].values(),
+                *out["fine_scores"].values(),
+                *out["fine_tokens"].values(),
+                out["affinity"],
+            )
 
     flat = Flat(model).eval()
     x = torch.randn(1, 3, H, W)

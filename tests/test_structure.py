@@ -119,6 +119,46 @@ def test_no_function_over_the_limit() -> None:
     assert long_functions(FUNCTION_LENGTH_SCOPE) == []
 
 
-@pytest.mark.xfail(strict=False, reason="dashboard and models branches not merged yet: widen FUNCTION_LENGTH_SCOPE")
+@pytest.mark.xfail(
+    strict=False, reason="dashboard and models branches not merged yet: widen FUNCTION_LENGTH_SCOPE"
+)
 def test_function_length_target() -> None:
     assert long_functions(FUNCTION_LENGTH_TARGET) == []
+
+
+MAX_FMT_SKIPS = 5
+FMT_SKIP_SCOPE = ("trainer/**/*.py", "hitts_schema/**/*.py", "scripts/*.py", "tests/test_structure.py")
+"""Where ``# fmt: skip`` markers are held to ``FMT_SKIP_REASONS``; widen to ``FMT_SKIP_TARGET`` once
+the dashboard and benchmark files are formatted (``ruff format``, config in pyproject.toml)."""
+FMT_SKIP_TARGET = ("*.py", "trainer/**/*.py", "hitts_demo/**/*.py", "hitts_schema/**/*.py", "scripts/*.py",
+                   "benchmarks/*.py", "tests/*.py")  # fmt: skip
+FMT_SKIP_REASONS = {
+    "trainer/data/synthetic_layout.py": "15 texture kinds unpacked from range(15): one enumeration, not 15 lines",
+    "trainer/data/synthetic_render.py": "the surface attributes of every pixel, a table of 14 keys in rows",
+    "tests/test_structure.py": "the glob patterns of FMT_SKIP_TARGET on two lines, not nine",
+}
+"""File -> why its one ``# fmt: skip`` is there."""
+
+
+def fmt_skips(patterns: tuple[str, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for pattern in patterns:
+        for path in sorted(REPO.glob(pattern)):
+            if ".venv" in path.parts:
+                continue
+            count = sum(line.rstrip().endswith("# fmt: skip") for line in path.read_text().splitlines())
+            if count:
+                found[str(path.relative_to(REPO))] = count
+    return found
+
+
+def test_fmt_skips_are_few_and_explained() -> None:
+    found = fmt_skips(FMT_SKIP_SCOPE)
+    assert sum(found.values()) <= MAX_FMT_SKIPS, found
+    assert {f: n for f, n in found.items() if f not in FMT_SKIP_REASONS or n > 1} == {}
+
+
+@pytest.mark.xfail(strict=False, reason="dashboard and benchmark files still carry markers: ruff format them")
+def test_fmt_skip_target() -> None:
+    found = fmt_skips(FMT_SKIP_TARGET)
+    assert sum(found.values()) <= MAX_FMT_SKIPS and set(found) <= set(FMT_SKIP_REASONS), found

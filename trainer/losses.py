@@ -176,10 +176,14 @@ def _task_terms(
     def weighted(term: torch.Tensor) -> torch.Tensor:
         return term if task_weight == 1.0 else task_weight * term
 
-    terms = {f"L_s/{name}": weighted(_supervised_term(spec, logits, batch[name], labelled, quantiser, loss_form))}
+    terms = {
+        f"L_s/{name}": weighted(_supervised_term(spec, logits, batch[name], labelled, quantiser, loss_form))
+    }
     if use_pseudo:
         pseudo, pseudo_mask = batch[f"pseudo/{name}"], batch[f"pseudo_mask/{name}"]
-        terms[f"L_p/{name}"] = weighted(_pseudo_term(spec, logits, pseudo, pseudo_mask, ~labelled, quantiser, loss_form))
+        terms[f"L_p/{name}"] = weighted(
+            _pseudo_term(spec, logits, pseudo, pseudo_mask, ~labelled, quantiser, loss_form)
+        )
     if use_features:
         target, mask = batch[f"feature_target/{name}"], batch[f"feature_mask/{name}"]
         terms[f"L_f/{name}"] = _feature_term(outputs["task_features"][name], target, mask, labelled)
@@ -221,7 +225,11 @@ def compute_losses(
     groups = ["L_s"] + (["L_p"] if use_pseudo else []) + (["L_f"] if use_features else [])
     for spec in specs:
         labelled = labelled_all[:, order.index(spec.name)]  # (B,) alpha_i
-        losses.update(_task_terms(spec, outputs, batch, labelled, quantisers[spec.name], use_pseudo, use_features, loss_form))
+        losses.update(
+            _task_terms(
+                spec, outputs, batch, labelled, quantisers[spec.name], use_pseudo, use_features, loss_form
+            )
+        )
     total = None
     for group in groups:
         terms = [losses[f"{group}/{s.name}"] for s in specs]

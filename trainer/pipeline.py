@@ -23,7 +23,7 @@ from .checkpoint import CHECKPOINT_NAME
 from .config import TASK_SET, RunConfig
 from .discovery import MANIFEST as DISCOVERY_MANIFEST
 from .discovery import DiscoveredTargets, discover
-from .engine import fit, resolve_device
+from .engine import LossFn, fit, resolve_device
 from .losses import compute_losses
 from .metrics import MultiTaskMeter, delta_mtl
 from .models import build_model
@@ -142,6 +142,23 @@ def _checkpoint_meta(cfg: RunConfig, specs: tuple[TaskSpec, ...], root: str | Pa
     }
 
 
+def _loss_fn(cfg: RunConfig, specs: tuple[TaskSpec, ...], quantisers: dict) -> LossFn:
+    """The method's loss: L_s, plus L_p and L_f as its config says, in its loss form."""
+
+    def loss_fn(outputs: dict, batch: dict) -> dict:
+        return compute_losses(
+            outputs,
+            batch,
+            specs,
+            quantisers,
+            use_pseudo=cfg.use_pseudo_labels,
+            use_features=cfg.use_feature_targets,
+            loss_form=cfg.loss.form,
+        )
+
+    return loss_fn
+
+
 def _last_val_metrics(log: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """The ``val/<task>/<metric>`` entries of the last log record, as {task: {metric: value}}."""
     metrics: dict[str, dict[str, float]] = {}
@@ -178,22 +195,11 @@ def train_method(
     model = build_model(cfg.model, specs)
     device = resolve_device(cfg.train.device)
 
-    def loss_fn(outputs: dict, batch: dict) -> dict:
-        return compute_losses(
-            outputs,
-            batch,
-            specs,
-            quantisers,
-            use_pseudo=cfg.use_pseudo_labels,
-            use_features=cfg.use_feature_targets,
-            loss_form=cfg.loss.form,
-        )
-
     start = time.time()
     log = fit(
         model,
         train,
-        loss_fn,
+        _loss_fn(cfg, specs, quantisers),
         cfg.train,
         run_dir,
         _checkpoint_meta(cfg, specs, root, quantisers),
@@ -202,7 +208,9 @@ def train_method(
         num_workers=cfg.data.num_workers,
         step_hook=step_hook,
     )
-    metrics = _last_val_metrics(log) if final is val else evaluate_model(model, final, specs, quantisers, device)
+    metrics = (
+        _last_val_metrics(log) if final is val else evaluate_model(model, final, specs, quantisers, device)
+    )
     result = {
         "metrics": metrics,
         "eval_split": cfg.data.eval_split if len(held_out) else "test",
@@ -254,7 +262,10 @@ def _summary(
         entry[DELTA_KEY] = delta_mtl(r["metrics"], reference, specs, metric_set) if reference else None
         entry[DELTA_ALL_KEY] = delta_mtl(r["metrics"], reference, specs) if reference else None
         table[m] = entry
-    wall = {**previous.get("_meta", {}).get("wall_time_s", {}), **{m: r["wall_time_s"] for m, r in results.items()}}
+    wall = {
+        **previous.get("_meta", {}).get("wall_time_s", {}),
+        **{m: r["wall_time_s"] for m, r in results.items()},
+    }
     meta = {
         "dataset": base.data.dataset,
         "setting": base.data.setting,

@@ -126,7 +126,9 @@ def ensure_split(cfg: RunConfig, root: str | Path, specs: tuple[TaskSpec, ...], 
         return _load_split(cfg, names, path)
     n = len(dataset_for(cfg, root, "train", specs))
     d = cfg.data
-    mask = make_label_mask(n, names, d.setting, d.split_seed, few_shot_k=d.few_shot_k, few_shot_task=d.few_shot_task)
+    mask = make_label_mask(
+        n, names, d.setting, d.split_seed, few_shot_k=d.few_shot_k, few_shot_task=d.few_shot_task
+    )
     meta: dict[str, Any] = {"dataset": d.dataset, "root": str(root)}
     if d.validation_images:
         meta[VALIDATION_KEY] = _hold_out(mask, d.validation_images, d.split_seed).tolist()

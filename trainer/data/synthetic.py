@@ -166,7 +166,13 @@ def generate_scene(
 
 
 def _normals_and_depth(
-    layout: Layout, surf: dict, z: np.ndarray, pid: np.ndarray, height: int, width: int, rng: np.random.Generator
+    layout: Layout,
+    surf: dict,
+    z: np.ndarray,
+    pid: np.ndarray,
+    height: int,
+    width: int,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Camera-frame normals (H, W, 3) and the sensor's depth (H, W) with its noise and holes."""
     prims = layout.prims
@@ -194,6 +200,7 @@ def _scene_meta(layout: Layout, height: int, width: int) -> dict:
         "room_type": layout.room_type,
         "num_primitives": len(layout.prims.ptype),
     }
+
 
 class _StageClock:
     """Adds the CPU time since the previous call to ``timings[stage]`` (no-op without a dict)."""

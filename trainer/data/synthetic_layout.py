@@ -1247,9 +1247,7 @@ def _furnish_living_room(b: SceneBuilder, rng: np.random.Generator, walls: Walls
     for wi in walls(int(rng.integers(0, 3))):
         b.place_on_wall(make_bookshelf(rng), wi)
     if rng.random() < 0.4:
-        _place_with_chairs(
-            b, rng, make_table(rng, rng.choice(["dining", "round"])), int(rng.integers(1, 5))
-        )
+        _place_with_chairs(b, rng, make_table(rng, rng.choice(["dining", "round"])), int(rng.integers(1, 5)))
 
 
 def _furnish_office(b: SceneBuilder, rng: np.random.Generator, walls: Walls) -> None:
