@@ -203,6 +203,7 @@ def test_stl_branches_are_independent() -> None:
     assert count_parameters(model) == sum(count_parameters(n) for n in model.nets.values())
 
 
+@pytest.mark.slow  # builds the 25M-parameter SegNet MTL and HiTTs
 def test_segnet_mtl_parameter_count_matches_the_paper() -> None:
     with torch.device("meta"):
         model = build_model(ModelConfig(arch="mtl", backbone="segnet", pretrained=False), SPECS)
