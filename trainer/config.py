@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ARCHS = ("stl", "mtl", "hitts")
+from hitts_schema.methods import ARCH_NAMES
+
+ARCHS = ARCH_NAMES  # the architectures of hitts_schema's method registry
 BACKBONES = ("segnet", "efficientnet_lite0", "resnet18")
 SETTINGS = ("one-label", "random-labels", "full-labels", "few-shot")
 DATASETS = ("nyud", "cityscapes", "pascal", "synthetic", "nyuv2-mini")
