@@ -9,6 +9,12 @@ dataset's ``set_epoch``), and every RNG state is saved in the checkpoint written
 epoch. A run killed at any point and resumed with ``resume=True`` restarts from the last complete
 epoch and reproduces the uninterrupted loss sequence exactly (on CPU; on GPU up to
 non-deterministic kernels).
+
+No host sync per step: a training step (``train_step``) never reads a tensor back. The loss terms
+are summed on the device (``LossTracker``) and read once every ``train.sync_every`` steps and at
+the end of each epoch: that read is the finite-loss check (a NaN or inf stops the run naming the
+step, its terms and the last good checkpoint, at most ``sync_every`` steps later and never after
+a bad checkpoint) and feeds the progress bar.
 """
 
 from __future__ import annotations
@@ -318,6 +324,7 @@ def fit(
                 bar.set_postfix(loss=f"{tracker.check()['total']:.4f}", refresh=False)
             if step_hook is not None:
                 step_hook(epoch * steps + step, losses)
+        bar.close()
         means = tracker.check()
         record = {"epoch": epoch, "lr": None, "steps": steps, **{f"train/{k}": v for k, v in means.items()}}
         end_epoch(t, cfg, epoch, record, evaluate_fn, run_dir, meta)
