@@ -31,9 +31,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from study import CANDIDATES, FEW_SHOT, SCHEDULE_FACTOR, SETTINGS, recipe_only, schedule  # noqa: E402
 
-from hitts_schema import DELTA_ALL_KEY, DELTA_KEY, METHODS, delta_mtl, method_label, metric_set_for  # noqa: E402
+from hitts_schema import DELTA_ALL_KEY, DELTA_KEY, METHODS, delta_mtl, metric_set_for  # noqa: E402
 
 FINAL_METHODS = ("stl", "mtl", "hitts", "hitts_lf", "hitts_lp", "hitts_pseudo", "hitts_no_oe")
+HIGHLIGHT = {"stl": "0.4", "mtl": "tab:blue", "hitts": "tab:orange", "gate_scale": "tab:green",
+             "3x schedule": "tab:red", "mtl (3x schedule)": "tab:purple"}
+"""Drawn bold in results/curves.png; every other configuration thin and dotted."""
 CURVE_KEYS = ("train/total", "val/semseg/miou", "val/depth/abs_err", "val/normals/mean_angle")
 
 
@@ -127,27 +130,44 @@ def diagnosis(runs: list[dict]) -> dict:
     return table
 
 
-def final(runs: list[dict], chosen: tuple[str, ...]) -> dict:
-    """The final study on the test scenes, per setting and method, every seed kept."""
+def final_rows(chosen: tuple[str, ...]) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+    """(row key, label, run root: "gpu" | "cpu", method, overrides) of the final tables, in order."""
+    base = recipe_only(chosen)
+    return [
+        ("stl", "STL", "gpu", "stl", base),
+        ("mtl", "MTL", "gpu", "mtl", base),
+        ("hitts_plain", "HiTTs (paper default, no gate scale)", "gpu", "hitts", base),
+        ("hitts", "HiTTs (chosen configuration)", "gpu", "hitts", chosen),
+        ("hitts_cpu_teacher", "HiTTs (chosen), retrained on CPU as the stage-2 teacher", "cpu", "hitts", chosen),
+        ("hitts_lf", "HiTTs + L_f (CPU)", "cpu", "hitts_lf", chosen),
+        ("hitts_lp", "HiTTs + L_p (CPU)", "cpu", "hitts_lp", chosen),
+        ("hitts_pseudo", "HiTTs + L_p + L_f (CPU)", "cpu", "hitts_pseudo", chosen),
+        ("hitts_no_oe", "HiTTs w/o OE (CPU)", "cpu", "hitts_no_oe", chosen),
+    ]
+
+
+def final(runs: dict[str, list[dict]], chosen: tuple[str, ...]) -> dict:
+    """The final study on the test scenes, per setting and row, every seed kept. The STL reference
+    is the GPU run of the same seed and setting for every row."""
     out = {}
     for setting in (*SETTINGS, FEW_SHOT):
         methods: dict[str, Any] = {}
-        for method in FINAL_METHODS:
-            over = recipe_only(chosen) if METHODS[method].arch in ("stl", "mtl") else chosen
+        for key, label, root, method, over in final_rows(chosen):
             per_seed = {}
             for seed in range(10):
-                run = find(runs, setting, seed, method, over)
-                stl = find(runs, setting, seed, "stl", recipe_only(chosen))
+                run = find(runs[root], setting, seed, method, over)
+                stl = find(runs["gpu"], setting, seed, "stl", recipe_only(chosen))
                 if not run or not stl:
                     continue
                 metrics = run["result"]["test_metrics"]
                 per_seed[seed] = {"metrics": metrics, **deltas(metrics, stl["result"]["test_metrics"], setting)}
-                if run["transfer"]:
-                    per_seed[seed]["nyuv2_mini"] = run["transfer"]
             if per_seed:
                 values = [s[DELTA_KEY] for s in per_seed.values()]
-                methods[method] = {
-                    "label": method_label(method),
+                methods[key] = {
+                    "label": label,
+                    "method": method,
+                    "hardware": "H200 (bf16 autocast)" if root == "gpu" else "2-core CPU (fp32)",
+                    "overrides": list(over),
                     "seeds": sorted(per_seed),
                     "per_seed": per_seed,
                     f"{DELTA_KEY}_mean": statistics.fmean(values),
@@ -163,7 +183,7 @@ def final(runs: list[dict], chosen: tuple[str, ...]) -> dict:
                     "setting": setting,
                     "split": "test scenes (654), evaluated once per run after training",
                     "delta_mtl_metrics": [f"{t}/{m}" for t, m in metric_set_for("synthetic", setting)],
-                    "reference": "STL of the same seed, setting and training recipe",
+                    "reference": "STL of the same seed and setting (GPU run)",
                     "overrides": list(chosen),
                 },
             }
@@ -238,9 +258,12 @@ def plot_curves(diag: dict, path: Path) -> bool:
     for row, (setting, rows) in enumerate(diag.items()):
         for r in rows:
             epochs = [c["epoch"] for c in r["curves"]]
-            style = "-" if r["method"] in ("hitts", "mtl") else ":"
-            axes[row][0].plot(epochs, [c.get("train/total") for c in r["curves"]], style, label=r["config"])
-            axes[row][1].plot(epochs, [c.get("val/delta_mtl") for c in r["curves"]], style, label=r["config"])
+            main = r["config"] in HIGHLIGHT
+            style = {"lw": 2.2 if main else 0.9, "alpha": 1.0 if main else 0.45, "ls": "-" if main else ":",
+                     "color": HIGHLIGHT.get(r["config"])}
+            if r["config"] != "authors_loss":  # another loss: its training loss is on another scale
+                axes[row][0].plot(epochs, [c.get("train/total") for c in r["curves"]], label=r["config"], **style)
+            axes[row][1].plot(epochs, [c.get("val/delta_mtl") for c in r["curves"]], label=r["config"], **style)
         axes[row][0].set(title=f"{setting}: training loss", xlabel="epoch")
         axes[row][1].set(title=f"{setting}: validation Delta_MTL (Table 1 set, vs STL)", xlabel="epoch")
         axes[row][1].legend(fontsize=7, ncol=2)
@@ -249,19 +272,19 @@ def plot_curves(diag: dict, path: Path) -> bool:
     return True
 
 
-def dashboard_records(runs: list[dict], fin: dict, chosen: tuple[str, ...], exports: Path) -> None:
+def dashboard_records(runs: dict[str, list[dict]], fin: dict, chosen: tuple[str, ...], exports: Path) -> None:
     for setting, block in fin.items():
-        seeds = sorted({s for m, r in block.items() if not m.startswith("_") for s in r["seeds"]})
+        seeds = sorted(block["stl"]["seeds"]) if "stl" in block else []
         for seed in seeds:
             rec: dict[str, Any] = {}
             log: list[dict] = []
-            for method, r in block.items():
-                if method.startswith("_") or seed not in r["per_seed"]:
+            for key, _, root, method, over in final_rows(chosen):
+                r = block.get(key)
+                if r is None or seed not in r["per_seed"] or key in ("hitts_plain", "hitts_cpu_teacher"):
                     continue
                 s = r["per_seed"][seed]
                 rec[method] = {**s["metrics"], DELTA_KEY: s[DELTA_KEY], DELTA_ALL_KEY: s[DELTA_ALL_KEY]}
-                over = recipe_only(chosen) if METHODS[method].arch in ("stl", "mtl") else chosen
-                run = find(runs, setting, seed, method, over)
+                run = find(runs[root], setting, seed, method, over)
                 log += [{"method": method, **line} for line in (run["log"] if run else [])]
             rec["_meta"] = {"dataset": "synthetic", "setting": setting, "seed": seed, "split": "test",
                             "overrides": list(chosen)}
@@ -271,18 +294,35 @@ def dashboard_records(runs: list[dict], fin: dict, chosen: tuple[str, ...], expo
             (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in log))
 
 
+def complete_choice(runs: Path) -> dict:
+    """The declared rule applied again once every diagnosis run had finished (the first call's
+    diagnosis window closed before any run ended, so its executed choice fell back to plain HiTTs)."""
+    from study import Study, main_parser
+
+    best, overrides, scores = Study(main_parser().parse_args(["--out", str(runs)])).choose()
+    executed = read_json(runs / "choice.json") or {}
+    return {
+        "executed_choice": {k: executed.get(k) for k in ("chosen", "overrides", "validation_delta_mtl")},
+        "chosen": best,
+        "overrides": list(overrides),
+        "validation_delta_mtl": scores,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", type=Path)
+    p.add_argument("runs", type=Path, help="the GPU study's run folders (scripts/study.py)")
+    p.add_argument("--stage2-runs", type=Path, help="the CPU stage-2 run folders (scripts/study_stage2.py)")
     p.add_argument("--results", type=Path, default=REPO / "results")
     p.add_argument("--exports", type=Path, default=REPO / "exports" / "runs")
     args = p.parse_args(argv)
     choice = read_json(args.runs / "choice.json")
     if choice is None:
         raise SystemExit(f"error: {args.runs / 'choice.json'} missing: run scripts/study.py first")
-    runs = runs_of(args.runs)
+    runs = {"gpu": runs_of(args.runs), "cpu": runs_of(args.stage2_runs) if args.stage2_runs else []}
+    choice = {**choice, **complete_choice(args.runs)}
     chosen = tuple(choice["overrides"])
-    diag, fin = diagnosis(runs), final(runs, chosen)
+    diag, fin = diagnosis(runs["gpu"]), final(runs, chosen)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "study-diagnosis.json").write_text(json.dumps(diag, indent=1))
     jobs = read_json(args.runs / "jobs.json")
@@ -293,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.results / "curves.md").write_text(curves_md(diag))
     plot_curves(diag, args.results / "curves.png")
     dashboard_records(runs, fin, chosen, args.exports)
-    print(f"{len(runs)} runs collected into {args.results}")
+    print(f"{len(runs['gpu'])} GPU and {len(runs['cpu'])} CPU runs collected into {args.results}")
     return 0
 
 

@@ -7,13 +7,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from trainer.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_help_lists_every_command() -> None:
@@ -24,8 +28,23 @@ def test_help_lists_every_command() -> None:
 
 
 def test_prepare_writes_the_nyud_layout(tmp_path: Path) -> None:
-    out = run_cli("prepare", "--dataset", "synthetic", "--out", str(tmp_path / "s"), "--num-train", "2",
-                  "--num-test", "1", "--height", "48", "--width", "64", "--seed", "3")
+    out = run_cli(
+        "prepare",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(tmp_path / "s"),
+        "--num-train",
+        "2",
+        "--num-test",
+        "1",
+        "--height",
+        "48",
+        "--width",
+        "64",
+        "--seed",
+        "3",
+    )
     assert out.returncode == 0, out.stderr
     for split, n in (("train", 2), ("val", 1)):
         for folder in ("image", "label", "depth", "normal", "edge"):
@@ -34,19 +53,33 @@ def test_prepare_writes_the_nyud_layout(tmp_path: Path) -> None:
 
 
 def test_wrong_data_path_is_one_clear_error(tmp_path: Path) -> None:
-    out = run_cli("pipeline", "--data", str(tmp_path / "missing"), "--dataset", "nyud", "--out", str(tmp_path / "r"))
-    assert out.returncode != 0
-    assert "does not exist" in out.stderr and "Traceback" not in out.stderr
+    """In process (``main`` is what ``python -m trainer`` runs): a SystemExit carrying one line."""
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "pipeline",
+                "--data",
+                str(tmp_path / "missing"),
+                "--dataset",
+                "nyud",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+    assert "does not exist" in str(exit_.value.code)
 
 
 def test_unknown_setting_lists_the_choices(tmp_path: Path) -> None:
-    out = run_cli("train", "--data", str(tmp_path), "--dataset", "nyud", "--setting", "two-label", "--out", "x")
+    out = run_cli(
+        "train", "--data", str(tmp_path), "--dataset", "nyud", "--setting", "two-label", "--out", "x"
+    )
     assert out.returncode != 0 and "one-label" in out.stderr
 
 
-def test_unknown_override_fails_before_any_work(tmp_path: Path) -> None:
+def test_unknown_override_fails_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "d").mkdir()
-    out = run_cli("train", "--data", str(tmp_path / "d"), "--dataset", "nyud", "--out", str(tmp_path / "r"),
-                  "--set", "model.backbone=\"vgg16\"")
-    assert out.returncode != 0 and "efficientnet_lite0" in out.stderr and "Traceback" not in out.stderr
+    args = ["train", "--data", str(tmp_path / "d"), "--dataset", "nyud", "--out", str(tmp_path / "r")]
+    assert main([*args, "--set", 'model.backbone="vgg16"']) == 2
+    err = capsys.readouterr().err
+    assert "efficientnet_lite0" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()

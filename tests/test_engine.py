@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from host_reads import record_host_reads
 from torch import nn
 
+from trainer import engine
 from trainer.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.engine import NonFiniteLossError, fit, read_log
@@ -79,6 +82,43 @@ def test_nan_loss_stops_naming_step_terms_and_checkpoint(tmp_path: Path) -> None
     msg = str(err.value)
     assert "epoch 1, step 1" in msg and "'mse': nan" in msg and CHECKPOINT_NAME in msg
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 0  # last good one kept
+
+
+def test_nan_is_caught_within_sync_every_steps(tmp_path: Path) -> None:
+    """The loop reads its loss sums every ``sync_every`` steps: with 2, a NaN at epoch 1 step 0
+    (global step 3) is found by the check after step 1 (global 4), before that step's hook: the run
+    goes no further and the last checkpoint is epoch 0's."""
+    calls, hooked = {"n": 0}, []
+
+    def poisoned(outputs: torch.Tensor, batch: dict) -> dict:
+        calls["n"] += 1
+        losses = toy_loss(outputs, batch)
+        if calls["n"] == 4:
+            losses = {k: v * float("inf") for k, v in losses.items()}
+        return losses
+
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 0 \(found by the check of steps 0-1\)"):
+        fit(
+            toy_model(),
+            NoisyToyData(),
+            poisoned,
+            replace(CFG, sync_every=2),
+            tmp_path,
+            META,
+            step_hook=lambda step, losses: hooked.append(step),
+        )
+    assert hooked[-1] == 3 and load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 0
+
+
+def test_training_steps_never_read_a_tensor_on_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host read (``item``, ``float``, ``bool``, ``tolist`` ...) waits for the GPU. The loop's own
+    code reads only at its checks: with 3 steps per epoch and ``sync_every`` 2, after step 1 and at
+    the end of each epoch, one ``tolist`` each (8 in 4 epochs)."""
+    reads = record_host_reads(monkeypatch, engine.__file__)
+    fit(toy_model(), NoisyToyData(), toy_loss, replace(CFG, sync_every=2, grad_clip_norm=1.0), tmp_path, META)
+    assert [r for r in reads if r[1] != "__iter__"] == [("tolist", "means")] * 8  # sampler: CPU tensor
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from host_reads import record_host_reads
 
 from trainer.losses import compute_losses, pixel_task_loss
 from trainer.quantise import ClassQuantiser, DepthBins, NormalCentres
@@ -226,3 +227,16 @@ def test_task_order_selects_label_columns():
     assert a["total"].item() == pytest.approx(b["total"].item())
     with pytest.raises(ValueError, match="labelled"):
         compute_losses(outputs, {**batch, "labelled": batch["labelled"][:, :2]}, NYUD, quantisers())
+
+
+def test_losses_never_read_a_tensor_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every term, L_p and L_f included, stays on the device: no ``item`` / ``int`` / ``bool`` read
+    that would make the GPU training step wait."""
+    import trainer.losses
+    import trainer.quantise
+
+    outputs, batch = make_outputs(), make_batch([[True, False, True], [False, True, False]])
+    qs = quantisers()
+    reads = record_host_reads(monkeypatch, trainer.losses.__file__, trainer.quantise.__file__)
+    compute_losses(outputs, batch, NYUD, qs, use_pseudo=True, use_features=True)
+    assert reads == []

@@ -203,6 +203,7 @@ def test_stl_branches_are_independent() -> None:
     assert count_parameters(model) == sum(count_parameters(n) for n in model.nets.values())
 
 
+@pytest.mark.slow  # builds the 25M-parameter SegNet MTL and HiTTs
 def test_segnet_mtl_parameter_count_matches_the_paper() -> None:
     with torch.device("meta"):
         model = build_model(ModelConfig(arch="mtl", backbone="segnet", pretrained=False), SPECS)
@@ -341,8 +342,13 @@ def test_onnx_export_matches_pytorch(tmp_path) -> None:
 
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
             out = self.inner(image)
-            return (*out["logits"].values(), *out["global_scores"].values(), *out["fine_scores"].values(),
-                    *out["fine_tokens"].values(), out["affinity"])  # fmt: skip
+            return (
+                *out["logits"].values(),
+                *out["global_scores"].values(),
+                *out["fine_scores"].values(),
+                *out["fine_tokens"].values(),
+                out["affinity"],
+            )
 
     flat = Flat(model).eval()
     x = torch.randn(1, 3, H, W)

@@ -301,8 +301,13 @@ def test_write_dataset_layout(tmp_path):
         for key in KEYS:
             assert sorted(p.name for p in (out / split / key).iterdir()) == [f"{i}.npy" for i in range(n)]
     arrays = _read_back(out, "val", 1)
-    expected = {"image": ((H, W, 3), np.float32), "label": ((H, W), np.float32), "depth": ((H, W, 1), np.float32),
-                "normal": ((H, W, 3), np.float32), "edge": ((H, W), np.uint8)}  # fmt: skip
+    expected = {
+        "image": ((H, W, 3), np.float32),
+        "label": ((H, W), np.float32),
+        "depth": ((H, W, 1), np.float32),
+        "normal": ((H, W, 3), np.float32),
+        "edge": ((H, W), np.uint8),
+    }
     for key, (shape, dtype) in expected.items():
         assert arrays[key].shape == shape and arrays[key].dtype == dtype, key
     s = generate_scene(5, "test", 1, H, W)

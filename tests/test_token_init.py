@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from trainer.config import ModelConfig
@@ -26,6 +27,7 @@ def saturated_fraction(token_init_std: float) -> float:
     return float(((gates < SATURATED) | (gates > 1 - SATURATED)).float().mean())
 
 
+@pytest.mark.slow  # two EfficientNet-Lite0 HiTTs models at 96x128: several seconds
 def test_small_token_init_leaves_gates_unsaturated() -> None:
     authors, small = saturated_fraction(1.0), saturated_fraction(0.05)  # measured: 0.91 and 0.05
     assert authors > 0.5, authors  # most gates start stuck at 0 or 1 (93% on the real frames)

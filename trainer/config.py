@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ARCHS = ("stl", "mtl", "hitts")
+from hitts_schema.methods import ARCH_NAMES
+
+ARCHS = ARCH_NAMES  # the architectures of hitts_schema's method registry
 BACKBONES = ("segnet", "efficientnet_lite0", "resnet18")
 SETTINGS = ("one-label", "random-labels", "full-labels", "few-shot")
 DATASETS = ("nyud", "cityscapes", "pascal", "synthetic", "nyuv2-mini")
@@ -120,6 +122,8 @@ class TrainConfig:
 
     grad_clip_norm: clip the global gradient norm to this value (authors' code: 10; the paper says
         nothing: default None, no clipping).
+    sync_every: the loop reads its loss sums on the host (finite-loss check, progress bar) once
+        every this many steps and at the end of each epoch, never per step (a read waits for the GPU).
     """
 
     epochs: int = 400
@@ -137,9 +141,12 @@ class TrainConfig:
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
     grad_clip_norm: float | None = None
+    sync_every: int = 20
 
     def __post_init__(self) -> None:
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.sync_every < 1:
+            raise ValueError(f"train.sync_every must be >= 1, got {self.sync_every}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ For every training image and task ``t`` one ``.npz`` file stores
   ``pseudo/<t>``         (H, W) uint8   argmax of softmax(G'_t): class, depth bin or normal centre index
   ``confidence/<t>``     (H, W) float16 max softmax(G'_t)
   ``pseudo_mask/<t>``    (H, W) uint8   confidence > tau_t (strictly greater, as in the paper)
-  ``feature_target/<t>`` (D, h, w) float16  F'_t, the task feature after inter-task mixing
+  ``feature_target/<t>`` (D, h, w) float16  F''_t, the task feature after intra-task attention
+                                          (the features the heads read; F' in the paper's L_f)
   ``feature_mask/<t>``   (h, w) float16 M_f_t = sigmoid(<F'_t, theta'_t>) (absent for models without it)
 Files are written atomically and skipped when present, so a killed discovery resumes where it
 stopped. ``manifest.json`` is written last; stage 2 refuses a folder whose manifest is missing or
@@ -46,6 +47,33 @@ def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+def _batch_arrays(
+    outputs: dict[str, Any], specs: tuple[TaskSpec, ...], taus: dict[str, float]
+) -> tuple[list[dict[str, np.ndarray]], dict[str, int], list[int] | None]:
+    """Per image of a batch, the arrays of its discovery file; kept pixels per task; F'_t's shape."""
+    batch = next(iter(outputs["logits"].values())).shape[0]
+    arrays: list[dict[str, np.ndarray]] = [{} for _ in range(batch)]
+    kept: dict[str, int] = {}
+    feature_shape = None
+    for s in specs:
+        probs = outputs["logits"][s.name].float().softmax(dim=1)  # (B, C_p, H, W)
+        confidence, label = probs.max(dim=1)  # (B, H, W)
+        mask = confidence > taus[s.name]
+        kept[s.name] = int(mask.sum())
+        feats = outputs.get("task_features", {}).get(s.name)  # (B, D, h, w)
+        fmask = outputs.get("global_scores", {}).get(s.name)  # (B, h, w)
+        for b, a in enumerate(arrays):
+            a[f"pseudo/{s.name}"] = label[b].cpu().numpy().astype(np.uint8)
+            a[f"confidence/{s.name}"] = confidence[b].cpu().numpy().astype(np.float16)
+            a[f"pseudo_mask/{s.name}"] = mask[b].cpu().numpy().astype(np.uint8)
+            if feats is not None:
+                a[f"feature_target/{s.name}"] = feats[b].float().cpu().numpy().astype(np.float16)
+                feature_shape = list(feats.shape[1:])
+            if fmask is not None:
+                a[f"feature_mask/{s.name}"] = fmask[b].float().cpu().numpy().astype(np.float16)
+    return arrays, kept, feature_shape
+
+
 @torch.no_grad()
 def discover(
     model: nn.Module,
@@ -76,24 +104,9 @@ def discover(
     loader = DataLoader(torch.utils.data.Subset(dataset, todo), batch_size=batch_size, shuffle=False)
     done = 0
     for batch in tqdm(loader, desc="discovery", disable=not todo):
-        outputs = model(batch["image"].to(device))
-        arrays: list[dict[str, np.ndarray]] = [{} for _ in range(batch["image"].shape[0])]
-        for s in specs:
-            probs = outputs["logits"][s.name].float().softmax(dim=1)  # (B, C_p, H, W)
-            confidence, label = probs.max(dim=1)  # (B, H, W)
-            mask = confidence > taus[s.name]
-            kept[s.name] += int(mask.sum())
-            feats = outputs.get("task_features", {}).get(s.name)  # (B, D, h, w)
-            fmask = outputs.get("global_scores", {}).get(s.name)  # (B, h, w)
-            for b, a in enumerate(arrays):
-                a[f"pseudo/{s.name}"] = label[b].cpu().numpy().astype(np.uint8)
-                a[f"confidence/{s.name}"] = confidence[b].cpu().numpy().astype(np.float16)
-                a[f"pseudo_mask/{s.name}"] = mask[b].cpu().numpy().astype(np.uint8)
-                if feats is not None:
-                    a[f"feature_target/{s.name}"] = feats[b].float().cpu().numpy().astype(np.float16)
-                    feature_shape = list(feats.shape[1:])
-                if fmask is not None:
-                    a[f"feature_mask/{s.name}"] = fmask[b].float().cpu().numpy().astype(np.float16)
+        arrays, batch_kept, shape = _batch_arrays(model(batch["image"].to(device)), specs, taus)
+        kept = {k: v + batch_kept[k] for k, v in kept.items()}
+        feature_shape = shape or feature_shape
         total_pixels += int(batch["image"].shape[0] * batch["image"].shape[2] * batch["image"].shape[3])
         for b, a in enumerate(arrays):
             _save_npz_atomic(_image_path(out_dir, todo[done + b]), a)
@@ -113,8 +126,9 @@ def discover(
     return manifest
 
 
-def _coverage_of_folder(out_dir: Path, specs: tuple[TaskSpec, ...], num_images: int
-                        ) -> tuple[dict[str, int], int, list[int] | None]:
+def _coverage_of_folder(
+    out_dir: Path, specs: tuple[TaskSpec, ...], num_images: int
+) -> tuple[dict[str, int], int, list[int] | None]:
     """Kept pixels per task, total pixels and feature shape over every written image file."""
     kept = dict.fromkeys((s.name for s in specs), 0)
     total, feature_shape = 0, None

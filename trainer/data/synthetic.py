@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.synthetic_layout import sample_layout
+from trainer.data.synthetic_layout import Layout, sample_layout
 from trainer.data.synthetic_render import (
     albedo,
     cast,
@@ -147,9 +147,35 @@ def generate_scene(
     image = image_sensor(expose(lin, emissive, rng), rng)
     clock("image_sensor")
 
+    label = layout.prims.cls.take(pid)
+    inst = layout.prims.inst.take(pid)
+    normal, depth = _normals_and_depth(layout, surf, z, pid, height, width, rng)
+    clock("depth_normals")
+    edge = edges(label, inst, z)
+    clock("edges_pack")
+    return {
+        "image": image,
+        "label": label.astype(np.int16),
+        "depth": depth[..., None],
+        "depth_clean": z[..., None],
+        "normal": normal,
+        "edge": edge,
+        "instance": inst.astype(np.int32),
+        "meta": _scene_meta(layout, height, width),
+    }
+
+
+def _normals_and_depth(
+    layout: Layout,
+    surf: dict,
+    z: np.ndarray,
+    pid: np.ndarray,
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-frame normals (H, W, 3) and the sensor's depth (H, W) with its noise and holes."""
     prims = layout.prims
-    label = prims.cls.take(pid)
-    inst = prims.inst.take(pid)
     # camera-frame normals: n_cam = R^T n_world (R = cam_to_world), unit by construction
     rot = layout.cam_to_world.astype(np.float32)
     nw = (surf["nx"], surf["ny"], surf["nz"])
@@ -161,27 +187,18 @@ def generate_scene(
     cos_inc = -(nc[0] * su + nc[1] * sv + nc[2]) / np.sqrt(su * su + sv * sv + 1)
     hole = np.array([m.depth_hole for m in prims.materials])[prims.material].take(pid)
     depth = depth_sensor(z, cos_inc, hole, rng)
-    clock("depth_normals")
-    edge = edges(label, inst, z)
-    normal = np.stack(nc, axis=-1)
-    clock("edges_pack")
+    return np.stack(nc, axis=-1), depth
+
+
+def _scene_meta(layout: Layout, height: int, width: int) -> dict:
     return {
-        "image": image,
-        "label": label.astype(np.int16),
-        "depth": depth[..., None],
-        "depth_clean": z[..., None],
-        "normal": normal,
-        "edge": edge,
-        "instance": inst.astype(np.int32),
-        "meta": {
-            "intrinsics": (fx, fy, cx, cy),
-            "cam_to_world": layout.cam_to_world.copy(),
-            "cam_position": layout.cam_position.copy(),
-            "up_camera": layout.cam_to_world.T @ np.array([0.0, 0.0, 1.0]),
-            "room_size": layout.room,
-            "room_type": layout.room_type,
-            "num_primitives": len(prims.ptype),
-        },
+        "intrinsics": intrinsics(height, width),
+        "cam_to_world": layout.cam_to_world.copy(),
+        "cam_position": layout.cam_position.copy(),
+        "up_camera": layout.cam_to_world.T @ np.array([0.0, 0.0, 1.0]),
+        "room_size": layout.room,
+        "room_type": layout.room_type,
+        "num_primitives": len(layout.prims.ptype),
     }
 
 
@@ -285,6 +302,22 @@ def write_dataset(
         )
     meta_path = out / META_FILE
     meta = _metadata(seed, num_train, num_test, height, width, complete=False)
+    _prepare_folder(out, meta)
+    _atomic_save_json(meta_path, meta)
+    jobs = [
+        (out, seed, split, i, height, width)
+        for split, n in (("train", num_train), ("test", num_test))
+        for i in range(n)
+        if not _image_done(out, split, i)
+    ]
+    _render(jobs, workers, total=num_train + num_test if progress else None)
+    _atomic_save_json(meta_path, _metadata(seed, num_train, num_test, height, width, complete=True))
+    return out
+
+
+def _prepare_folder(out: Path, meta: dict) -> None:
+    """Refuse a folder made with other arguments; make the split folders; drop stale temporary files."""
+    meta_path = out / META_FILE
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         diff = {k: (old.get(k), meta[k]) for k in IDENTITY_FIELDS if old.get(k) != meta[k]}
@@ -298,20 +331,16 @@ def write_dataset(
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(".*.tmp"):
                 stale.unlink()
-    _atomic_save_json(meta_path, meta)
-    jobs = [
-        (out, seed, split, i, height, width)
-        for split, n in (("train", num_train), ("test", num_test))
-        for i in range(n)
-        if not _image_done(out, split, i)
-    ]
+
+
+def _render(jobs: list[tuple], workers: int, total: int | None) -> None:
+    """Render and write every job, in a spawn-started pool with ``workers > 1``; a progress bar over
+    ``total`` images (the jobs are what is left of them) unless ``total`` is None."""
     bar = None
-    if progress:
+    if total is not None:
         from tqdm import tqdm
 
-        bar = tqdm(
-            total=num_train + num_test, initial=num_train + num_test - len(jobs), desc="synthetic", unit="img"
-        )
+        bar = tqdm(total=total, initial=total - len(jobs), desc="synthetic", unit="img")
     if workers > 1 and len(jobs) > 1:
         with get_context("spawn").Pool(min(workers, len(jobs)), initializer=_worker_init) as pool:
             for _ in pool.imap_unordered(_write_one, jobs, chunksize=POOL_CHUNKSIZE):
@@ -325,8 +354,6 @@ def write_dataset(
                 bar.update(1)
     if bar is not None:
         bar.close()
-    _atomic_save_json(meta_path, _metadata(seed, num_train, num_test, height, width, complete=True))
-    return out
 
 
 def _atomic_save_json(path: Path, obj: dict) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -528,21 +529,25 @@ def make_table(rng: np.random.Generator, kind: str) -> Obj:
     return Obj(parts, w, d, h, [(0.0, 0.0, w / 2 - 0.08, d / 2 - 0.08, h, 0.6)])
 
 
+def _make_armchair(rng: np.random.Generator) -> Obj:
+    w, d = rng.uniform(0.7, 0.9), rng.uniform(0.7, 0.9)
+    mat = fabric(rng) if rng.random() < 0.7 else leather(rng)
+    sh = rng.uniform(0.4, 0.46)
+    arm_h = sh + rng.uniform(0.15, 0.25)
+    parts = [
+        _box(-w / 2, w / 2, -d / 2, d / 2, 0.08, sh, CHAIR, mat),
+        _box(-w / 2, w / 2, -d / 2, -d / 2 + 0.18, sh, sh + rng.uniform(0.35, 0.5), CHAIR, mat),
+        _box(-w / 2, -w / 2 + 0.13, -d / 2, d / 2, sh, arm_h, CHAIR, mat),
+        _box(w / 2 - 0.13, w / 2, -d / 2, d / 2, sh, arm_h, CHAIR, mat),
+    ]
+    parts += _legs(w, d, 0.08, 0.04, CHAIR, wood(rng), inset=0.03, sub=1)
+    return Obj(parts, w, d, parts[1].b[2])
+
+
 def make_chair(rng: np.random.Generator, kind: str = "chair") -> Obj:
     """Chair (front = +y, the sitter faces +y): plain, office or armchair."""
     if kind == "armchair":
-        w, d = rng.uniform(0.7, 0.9), rng.uniform(0.7, 0.9)
-        mat = fabric(rng) if rng.random() < 0.7 else leather(rng)
-        sh = rng.uniform(0.4, 0.46)
-        arm_h = sh + rng.uniform(0.15, 0.25)
-        parts = [
-            _box(-w / 2, w / 2, -d / 2, d / 2, 0.08, sh, CHAIR, mat),
-            _box(-w / 2, w / 2, -d / 2, -d / 2 + 0.18, sh, sh + rng.uniform(0.35, 0.5), CHAIR, mat),
-            _box(-w / 2, -w / 2 + 0.13, -d / 2, d / 2, sh, arm_h, CHAIR, mat),
-            _box(w / 2 - 0.13, w / 2, -d / 2, d / 2, sh, arm_h, CHAIR, mat),
-        ]
-        parts += _legs(w, d, 0.08, 0.04, CHAIR, wood(rng), inset=0.03, sub=1)
-        return Obj(parts, w, d, parts[1].b[2])
+        return _make_armchair(rng)
     w = rng.uniform(0.4, 0.5)
     d = w * rng.uniform(0.9, 1.1)
     sh = rng.uniform(0.42, 0.48)
@@ -1210,86 +1215,106 @@ def _front_of_last(b: SceneBuilder, gap: float) -> tuple[np.ndarray, float]:
     return pos + inward * gap, yaw
 
 
+def _furnish_bedroom(b: SceneBuilder, rng: np.random.Generator, walls: Walls) -> None:
+    w = walls(1)[0]
+    bed = make_bed(rng)
+    if b.place_on_wall(bed, w):
+        _, s, _, _ = b.last_wall_pos
+        for side in (-1, 1):
+            if rng.random() < 0.7:
+                ns = make_cabinet(rng, "nightstand")
+                b.place_on_wall(ns, w, s + side * (bed.width / 2 + ns.width / 2 + 0.05))
+    for wi in walls(int(rng.integers(1, 3))):
+        b.place_on_wall(make_cabinet(rng, rng.choice(["dresser", "wardrobe"])), wi)
+    if rng.random() < 0.4:
+        desk = make_table(rng, "desk")
+        if b.place_on_wall(desk, walls(1)[0]):
+            _desk_extras(b, rng)
+    if rng.random() < 0.3:
+        b.place_free(make_chair(rng, rng.choice(["chair", "armchair"])))
+    if rng.random() < 0.35:
+        _tv_on_stand_or_wall(b, rng, walls(1)[0])
+
+
+def _furnish_living_room(b: SceneBuilder, rng: np.random.Generator, walls: Walls) -> None:
+    for i, w in enumerate(walls(int(rng.integers(1, 3)))):
+        if b.place_on_wall(make_sofa(rng), w) and i == 0 and rng.random() < 0.85:
+            pos, yaw = _front_of_last(b, rng.uniform(0.8, 1.0))
+            b.place_free(make_table(rng, "coffee"), centre=pos, spread=0.15, yaw=yaw)
+    for _ in range(int(rng.integers(0, 3))):
+        b.place_free(make_chair(rng, "armchair"))
+    _tv_on_stand_or_wall(b, rng, walls(1)[0])
+    for wi in walls(int(rng.integers(0, 3))):
+        b.place_on_wall(make_bookshelf(rng), wi)
+    if rng.random() < 0.4:
+        _place_with_chairs(b, rng, make_table(rng, rng.choice(["dining", "round"])), int(rng.integers(1, 5)))
+
+
+def _furnish_office(b: SceneBuilder, rng: np.random.Generator, walls: Walls) -> None:
+    for w in walls(int(rng.integers(1, 4))):
+        if b.place_on_wall(make_table(rng, "desk"), w):
+            _desk_extras(b, rng)
+    for w in walls(int(rng.integers(1, 4))):
+        b.place_on_wall(make_bookshelf(rng) if rng.random() < 0.6 else make_cabinet(rng, "filing"), w)
+    if rng.random() < 0.4:
+        _place_with_chairs(b, rng, make_table(rng, "dining"), int(rng.integers(2, 7)))
+    if rng.random() < 0.25:
+        b.place_on_wall(make_sofa(rng), walls(1)[0])
+
+
+def _furnish_kitchen(b: SceneBuilder, rng: np.random.Generator, walls: Walls) -> None:
+    for w in walls(int(rng.integers(1, 3))):
+        counter = make_counter(rng)
+        if b.place_on_wall(counter, w):
+            _, s, _, _ = b.last_wall_pos
+            if rng.random() < 0.8:
+                b.mount_on_wall(make_upper_cabinet(rng, counter.width), w, rng.uniform(1.45, 1.6), s)
+    if rng.random() < 0.7:
+        b.place_on_wall(make_cabinet(rng, "fridge"), walls(1)[0])
+    _place_with_chairs(
+        b, rng, make_table(rng, rng.choice(["dining", "dining", "round"])), int(rng.integers(2, 7))
+    )
+    if rng.random() < 0.3:
+        _tv_on_stand_or_wall(b, rng, walls(1)[0])
+
+
+def _furnish_study(b: SceneBuilder, rng: np.random.Generator, walls: Walls) -> None:
+    for w in walls(int(rng.integers(2, 5))):
+        b.place_on_wall(make_bookshelf(rng), w)
+    _place_with_chairs(
+        b, rng, make_table(rng, rng.choice(["desk", "dining", "round"])), int(rng.integers(1, 4))
+    )
+    if rng.random() < 0.5:
+        b.place_on_wall(make_sofa(rng), walls(1)[0])
+    if rng.random() < 0.4:
+        _tv_on_stand_or_wall(b, rng, walls(1)[0])
+    if rng.random() < 0.5:
+        b.place_free(make_chair(rng, "armchair"))
+
+
+Walls = Callable[[int], list]
+"""``walls(n)``: n walls the camera sees (drawn from the room's rng)."""
+
+FURNISH: dict[str, Callable[[SceneBuilder, np.random.Generator, Walls], None]] = {
+    "bedroom": _furnish_bedroom,
+    "living_room": _furnish_living_room,
+    "office": _furnish_office,
+    "kitchen": _furnish_kitchen,
+    "study": _furnish_study,
+}
+"""Furniture of each room type (wall items and clutter are common to all)."""
+
+
 def _populate(b: SceneBuilder, rng: np.random.Generator, room_type: str, cam_wall: int) -> None:
     """Furniture, wall items and clutter for one room type."""
 
     def walls(n):
         return _view_walls(rng, cam_wall, n)
 
-    hz = b.room[2]
-    if room_type == "bedroom":
-        w = walls(1)[0]
-        bed = make_bed(rng)
-        if b.place_on_wall(bed, w):
-            _, s, _, _ = b.last_wall_pos
-            for side in (-1, 1):
-                if rng.random() < 0.7:
-                    ns = make_cabinet(rng, "nightstand")
-                    b.place_on_wall(ns, w, s + side * (bed.width / 2 + ns.width / 2 + 0.05))
-        for wi in walls(int(rng.integers(1, 3))):
-            b.place_on_wall(make_cabinet(rng, rng.choice(["dresser", "wardrobe"])), wi)
-        if rng.random() < 0.4:
-            desk = make_table(rng, "desk")
-            if b.place_on_wall(desk, walls(1)[0]):
-                _desk_extras(b, rng)
-        if rng.random() < 0.3:
-            b.place_free(make_chair(rng, rng.choice(["chair", "armchair"])))
-        if rng.random() < 0.35:
-            _tv_on_stand_or_wall(b, rng, walls(1)[0])
-    elif room_type == "living_room":
-        for i, w in enumerate(walls(int(rng.integers(1, 3)))):
-            if b.place_on_wall(make_sofa(rng), w) and i == 0 and rng.random() < 0.85:
-                pos, yaw = _front_of_last(b, rng.uniform(0.8, 1.0))
-                b.place_free(make_table(rng, "coffee"), centre=pos, spread=0.15, yaw=yaw)
-        for _ in range(int(rng.integers(0, 3))):
-            b.place_free(make_chair(rng, "armchair"))
-        _tv_on_stand_or_wall(b, rng, walls(1)[0])
-        for wi in walls(int(rng.integers(0, 3))):
-            b.place_on_wall(make_bookshelf(rng), wi)
-        if rng.random() < 0.4:
-            _place_with_chairs(
-                b, rng, make_table(rng, rng.choice(["dining", "round"])), int(rng.integers(1, 5))
-            )
-    elif room_type == "office":
-        for w in walls(int(rng.integers(1, 4))):
-            if b.place_on_wall(make_table(rng, "desk"), w):
-                _desk_extras(b, rng)
-        for w in walls(int(rng.integers(1, 4))):
-            b.place_on_wall(make_bookshelf(rng) if rng.random() < 0.6 else make_cabinet(rng, "filing"), w)
-        if rng.random() < 0.4:
-            _place_with_chairs(b, rng, make_table(rng, "dining"), int(rng.integers(2, 7)))
-        if rng.random() < 0.25:
-            b.place_on_wall(make_sofa(rng), walls(1)[0])
-    elif room_type == "kitchen":
-        for w in walls(int(rng.integers(1, 3))):
-            counter = make_counter(rng)
-            if b.place_on_wall(counter, w):
-                _, s, _, _ = b.last_wall_pos
-                if rng.random() < 0.8:
-                    b.mount_on_wall(make_upper_cabinet(rng, counter.width), w, rng.uniform(1.45, 1.6), s)
-        if rng.random() < 0.7:
-            b.place_on_wall(make_cabinet(rng, "fridge"), walls(1)[0])
-        _place_with_chairs(
-            b, rng, make_table(rng, rng.choice(["dining", "dining", "round"])), int(rng.integers(2, 7))
-        )
-        if rng.random() < 0.3:
-            _tv_on_stand_or_wall(b, rng, walls(1)[0])
-    else:  # study
-        for w in walls(int(rng.integers(2, 5))):
-            b.place_on_wall(make_bookshelf(rng), w)
-        _place_with_chairs(
-            b, rng, make_table(rng, rng.choice(["desk", "dining", "round"])), int(rng.integers(1, 4))
-        )
-        if rng.random() < 0.5:
-            b.place_on_wall(make_sofa(rng), walls(1)[0])
-        if rng.random() < 0.4:
-            _tv_on_stand_or_wall(b, rng, walls(1)[0])
-        if rng.random() < 0.5:
-            b.place_free(make_chair(rng, "armchair"))
-
+    FURNISH[room_type](b, rng, walls)
     # wall items: windows, pictures, wall shelves
     for w in walls(int(rng.choice([0, 1, 1, 2, 2]))):
-        win, sill = make_window(rng, hz)
+        win, sill = make_window(rng, b.room[2])
         b.mount_on_wall(win, w, sill)
     for w in walls(int(rng.integers(0, 4))):
         pic = make_picture(rng)

@@ -519,6 +519,23 @@ def _material_tables(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return kinds, colours, np.array([m.scale for m in mats], np.float32)
 
 
+def _pattern_scene(k: int, get, u, v, sc, m, tiles) -> tuple:
+    """The patterns of :func:`_pattern` that draw a scene: the view out of a window, book spines."""
+    smooth, fine, table = tiles
+    if k == T_OUTSIDE:
+        vn = get("vn")
+        skyline = 0.3 * _noise(smooth, u, u, 15.0 * sc) + 0.1 * _noise(fine, u, v, 40.0)
+        ground = vn < skyline + HORIZON
+        land = np.clip(0.5 + 0.5 * _noise(smooth, u, v, 30.0), 0, 1)
+        return ground.astype(np.float32), land * ground, np.where(ground, 1.0, 1.0 - 0.15 * (vn + 1.0))
+    if k == T_BOOK:
+        avn = np.abs(get("vn"))
+        (a0, a1), (b0, b1) = BOOK_BANDS
+        band = ((avn > a0) & (avn < a1)) | ((avn > b0) & (avn < b1) & (_hash(table, m, m) > 0.5))
+        return band.astype(np.float32), 0.0, 1 + 0.04 * _noise(fine, u, v, 200.0)
+    raise ValueError(f"unknown scene texture kind {k}")
+
+
 def _pattern(k: int, get, sc, m, tiles) -> tuple:
     """Texture pattern of kind ``k`` on n pixels: (t, t3, mult), each (n,) float32 or a scalar.
 
@@ -532,6 +549,8 @@ def _pattern(k: int, get, sc, m, tiles) -> tuple:
     if k == T_LAMP:
         return 0.0, 0.0, 1.0
     u, v = get("u"), get("v")
+    if k in (T_OUTSIDE, T_BOOK):
+        return _pattern_scene(k, get, u, v, sc, m, tiles)
     if k == T_PLAIN:
         return 0.0, 0.0, 1 + 0.03 * _noise(fine, u, v, 150.0)
     if k == T_PAINT:
@@ -566,17 +585,6 @@ def _pattern(k: int, get, sc, m, tiles) -> tuple:
     if k == T_SCREEN_OFF:  # dark glass with a diagonal reflection
         reflection = 0.5 - 0.5 * (get("un") + get("vn")) + 0.2 * _noise(smooth, u, v, 10.0 * sc)
         return 0.0, 0.0, 1.0 + 1.5 * np.clip(reflection, 0, 2)
-    if k == T_OUTSIDE:
-        vn = get("vn")
-        skyline = 0.3 * _noise(smooth, u, u, 15.0 * sc) + 0.1 * _noise(fine, u, v, 40.0)
-        ground = vn < skyline + HORIZON
-        land = np.clip(0.5 + 0.5 * _noise(smooth, u, v, 30.0), 0, 1)
-        return ground.astype(np.float32), land * ground, np.where(ground, 1.0, 1.0 - 0.15 * (vn + 1.0))
-    if k == T_BOOK:
-        avn = np.abs(get("vn"))
-        (a0, a1), (b0, b1) = BOOK_BANDS
-        band = ((avn > a0) & (avn < a1)) | ((avn > b0) & (avn < b1) & (_hash(table, m, m) > 0.5))
-        return band.astype(np.float32), 0.0, 1 + 0.04 * _noise(fine, u, v, 200.0)
     if k == T_LEAVES:
         return 0.0, 0.0, 0.55 + 0.45 * np.clip(_noise(fine, u, v, sc), -1, 2)
     raise ValueError(f"unknown texture kind {k}")
