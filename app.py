@@ -69,27 +69,51 @@ def _thumbnail(studio: Studio, index: int) -> tuple[np.ndarray, str] | None:
     return np.asarray(im), item.name
 
 
-def _header(studio: Studio) -> tuple[UploadImage, gr.Dropdown, gr.Button, gr.Markdown, gr.Gallery, gr.Dropdown]:
+def _header(
+    studio: Studio,
+) -> tuple[UploadImage, gr.Dropdown, gr.Button, gr.Markdown, gr.Gallery, gr.Dropdown]:
     """Title, model status, the image box, gallery and the precision picker."""
-    gr.Markdown("# HiTTs Studio\nMulti-task dense prediction (semantic segmentation, depth, surface normals) with "
-                "**Hierarchical Task Tokens**, run by ONNX Runtime. Upload an image or pick a gallery item.")  # fmt: skip
+    gr.Markdown(
+        "# HiTTs Studio\nMulti-task dense prediction (semantic segmentation, depth, surface normals) with "
+        "**Hierarchical Task Tokens**, run by ONNX Runtime. Upload an image or pick a gallery item."
+    )
     gr.Markdown(studio.status_markdown(), elem_classes="hitts-status")
     with gr.Row():
         with gr.Column(scale=2):
-            image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"], format="png",
-                                height=IMAGE_HEIGHT)  # fmt: skip
+            image = UploadImage(
+                label="Image",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                format="png",
+                height=IMAGE_HEIGHT,
+            )
             with gr.Row():
-                gallery_dd = gr.Dropdown([g.name for g in studio.gallery], value=None,
-                                         label="Gallery item (with ground truth)", scale=3)  # fmt: skip
-                variant = gr.Dropdown(studio.variants, value=studio.variants[0], label="Model precision",
-                                      visible=len(studio.variants) > 1, scale=1)  # fmt: skip
+                gallery_dd = gr.Dropdown(
+                    [g.name for g in studio.gallery],
+                    value=None,
+                    label="Gallery item (with ground truth)",
+                    scale=3,
+                )
+                variant = gr.Dropdown(
+                    studio.variants,
+                    value=studio.variants[0],
+                    label="Model precision",
+                    visible=len(studio.variants) > 1,
+                    scale=1,
+                )
                 run = gr.Button("Run", variant="primary", scale=1)
             status = gr.Markdown("", elem_classes="hitts-status")
         with gr.Column(scale=3):
             thumbs = [t for i in range(len(studio.gallery)) if (t := _thumbnail(studio, i))]
-            gallery = gr.Gallery(value=thumbs or None, label="Gallery: synthetic samples and nyuv2-mini frames",
-                                 columns=4, height=IMAGE_HEIGHT, allow_preview=False, interactive=False,
-                                 elem_classes="hitts-gallery")  # fmt: skip
+            gallery = gr.Gallery(
+                value=thumbs or None,
+                label="Gallery: synthetic samples and nyuv2-mini frames",
+                columns=4,
+                height=IMAGE_HEIGHT,
+                allow_preview=False,
+                interactive=False,
+                elem_classes="hitts-gallery",
+            )
     return image, gallery_dd, run, status, gallery, variant
 
 
@@ -116,8 +140,9 @@ def _tabs(ctx: Context, status: gr.Markdown) -> dict[str, Any]:
     return built
 
 
-def _wire_analysis(ctx: Context, tabs: dict[str, Any], gallery_dd: gr.Dropdown, run: gr.Button,
-                   gallery: gr.Gallery) -> None:  # fmt: skip
+def _wire_analysis(
+    ctx: Context, tabs: dict[str, Any], gallery_dd: gr.Dropdown, run: gr.Button, gallery: gr.Gallery
+) -> None:
     """Each way to get a new image (Run, upload, gallery click or pick) runs the analysis, then, once it
     succeeded, refreshes the other views in parallel (the 3D view only if its tab is open)."""
     pred = tabs["predictions"]
@@ -136,9 +161,14 @@ def _wire_analysis(ctx: Context, tabs: dict[str, Any], gallery_dd: gr.Dropdown, 
         tabs["cloud"].after(done, tabs["open_tab"])
 
     chain(run.click, pred.analyze, inputs, outputs, named=True)
-    chain(ctx.image.upload, upload, [ctx.image, ctx.analysis, pred.left, pred.right, ctx.variant],
-          [gallery_dd, *outputs])  # fmt: skip
+    chain(
+        ctx.image.upload,
+        upload,
+        [ctx.image, ctx.analysis, pred.left, pred.right, ctx.variant],
+        [gallery_dd, *outputs],
+    )
     load = guard("Gallery", lambda name: load_rgb(ctx.studio.gallery_item(name)).rgb if name else gr.skip())
+
     def pick(evt: gr.SelectData) -> str:
         return ctx.studio.gallery[evt.index].name
 
@@ -170,24 +200,42 @@ def build_app(studio: Studio, files: SessionFiles) -> gr.Blocks:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="HiTTs Studio dashboard (ONNX Runtime)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)")
-    parser.add_argument("--host", default=DEFAULT_HOST, help="server address (default %(default)s; 0.0.0.0 to expose)")
-    parser.add_argument("--exports", type=Path, default=DEFAULT_EXPORTS, help="exports folder (default: exports/)")
-    parser.add_argument("--nyuv2-mini", default=None,
-                        help="nyuv2-mini folder (default: $HITTS_NYUV2_MINI or ../shared/data/nyuv2-mini)")  # fmt: skip
-    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_LIMITS.max_bytes / 2**20, help="upload byte cap")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="server address (default %(default)s; 0.0.0.0 to expose)"
+    )
+    parser.add_argument(
+        "--exports", type=Path, default=DEFAULT_EXPORTS, help="exports folder (default: exports/)"
+    )
+    parser.add_argument(
+        "--nyuv2-mini",
+        default=None,
+        help="nyuv2-mini folder (default: $HITTS_NYUV2_MINI or ../shared/data/nyuv2-mini)",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=DEFAULT_LIMITS.max_bytes / 2**20, help="upload byte cap"
+    )
     return parser.parse_args(argv)
 
 
 def launch_kwargs(studio: Studio, limits: ImageLimits) -> dict[str, Any]:
     """Server settings: upload cap, nothing extra allowed, the exports folder blocked."""
     return dict(
-        max_file_size=limits.max_bytes, allowed_paths=[], blocked_paths=[str(studio.exports_dir)], show_error=False,
-        footer_links=["api"], ssr_mode=False, run_history=False, state_session_capacity=STATE_SESSIONS,
-        theme=gr.themes.Soft(primary_hue="orange", secondary_hue="blue"), css=CSS,
-    )  # fmt: skip
+        max_file_size=limits.max_bytes,
+        allowed_paths=[],
+        blocked_paths=[str(studio.exports_dir)],
+        show_error=False,
+        footer_links=["api"],
+        ssr_mode=False,
+        run_history=False,
+        state_session_capacity=STATE_SESSIONS,
+        theme=gr.themes.Soft(primary_hue="orange", secondary_hue="blue"),
+        css=CSS,
+    )
 
 
-def create(exports: Path, nyuv2_mini: str | None, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[gr.Blocks, Studio]:
+def create(
+    exports: Path, nyuv2_mini: str | None, limits: ImageLimits = DEFAULT_LIMITS
+) -> tuple[gr.Blocks, Studio]:
     """Build the Studio (sessions created now, once) and the Blocks, with the queue configured."""
     studio = Studio(exports, resolve_nyuv2_dir(nyuv2_mini, REPO), limits)
     studio.warm()

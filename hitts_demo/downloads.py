@@ -164,8 +164,9 @@ def add_input(zf: zipfile.ZipFile, name: str, image: np.ndarray) -> None:
     _write(zf, name, _png_bytes(Image.fromarray(image)))
 
 
-def write_raw_zip(predictions: dict[str, Prediction], path: str | Path,
-                  extra: dict[str, bytes] | None = None) -> Path:  # fmt: skip
+def write_raw_zip(
+    predictions: dict[str, Prediction], path: str | Path, extra: dict[str, bytes] | None = None
+) -> Path:
     """One zip with ``README.txt``, ``input.png``, a folder of raw outputs per model and ``extra``
     files (name -> bytes, e.g. the per-class geometry CSV)."""
     path = Path(path)
@@ -183,8 +184,12 @@ def write_raw_zip(predictions: dict[str, Prediction], path: str | Path,
 class SessionFiles:
     """Per-session temporary folders under one private root, swept on a timer."""
 
-    def __init__(self, root: str | Path | None = None, ttl_s: float = DEFAULT_TTL_S,
-                 sweep_every_s: float = SWEEP_EVERY_S) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+        sweep_every_s: float = SWEEP_EVERY_S,
+    ) -> None:
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="hitts_studio_"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.ttl_s = ttl_s

@@ -88,14 +88,16 @@ class Manifest:
 
     @property
     def variant_names(self) -> tuple[str, ...]:
-        """"fp32" (``onnx_path``) and every exported variant whose file exists."""
+        """ "fp32" (``onnx_path``) and every exported variant whose file exists."""
         return (DEFAULT_VARIANT, *(k for k, p in self.variants.items() if p.is_file()))
 
     def variant_path(self, variant: str | None) -> Path:
         if variant in (None, DEFAULT_VARIANT):
             return self.onnx_path
         if variant not in self.variants or not self.variants[variant].is_file():
-            raise ExportError(f"model {self.name!r} has no {variant} export; it has {list(self.variant_names)}")
+            raise ExportError(
+                f"model {self.name!r} has no {variant} export; it has {list(self.variant_names)}"
+            )
         return self.variants[variant]
 
     @property
@@ -381,8 +383,10 @@ def check_onnx(path: str | Path) -> tuple[int, str | None]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise ExportError(f"{path} is truncated or not an ONNX model ({size} bytes; {type(err).__name__}): "
-                          "re-copy or re-export the model") from err  # fmt: skip
+        raise ExportError(
+            f"{path} is truncated or not an ONNX model ({size} bytes; {type(err).__name__}): "
+            "re-copy or re-export the model"
+        ) from err
     opsets = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not model.HasField("graph") or not model.graph.node or not opsets:
         raise ExportError(f"{path} is truncated or not an ONNX model (no graph or no opset)")

@@ -19,10 +19,26 @@ from hitts_schema import HIGHER_IS_BETTER, METHODS, is_lower_better, method_labe
 
 _GRID = dict(gridcolor="#e6e6e6", zerolinecolor="#c8c8c8", linecolor="#c8c8c8")
 TEMPLATE = go.layout.Template(
-    layout=dict(paper_bgcolor="white", plot_bgcolor="white", font=dict(family="sans-serif", size=12),
-                xaxis=_GRID, yaxis=_GRID, colorway=["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b",
-                                                    "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"])
-)  # fmt: skip
+    layout=dict(
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font=dict(family="sans-serif", size=12),
+        xaxis=_GRID,
+        yaxis=_GRID,
+        colorway=[
+            "#4c78a8",
+            "#f58518",
+            "#e45756",
+            "#72b7b2",
+            "#54a24b",
+            "#eeca3b",
+            "#b279a2",
+            "#ff9da6",
+            "#9d755d",
+            "#bab0ac",
+        ],
+    )
+)
 """A light white template: plotly's built-in ones cost 10-40 ms per figure to apply."""
 FIG_HEIGHT = 380
 SUBPLOT_COLUMNS = 4
@@ -77,9 +93,18 @@ def affinity_figure(affinity: np.ndarray | None, tasks: Sequence[str]) -> go.Fig
         return empty_figure("This model exports no task affinity (MTL baseline or tokens off).")
     text = [[f"{v:.2f}" for v in row] for row in affinity]
     fig = _figure(
-        go.Heatmap(z=affinity, x=list(tasks), y=list(tasks), zmin=0.0, zmax=1.0, colorscale="Viridis",
-                   text=text, texttemplate="%{text}", hovertemplate="task %{y} <- %{x}: %{z:.3f}<extra></extra>")
-    )  # fmt: skip
+        go.Heatmap(
+            z=affinity,
+            x=list(tasks),
+            y=list(tasks),
+            zmin=0.0,
+            zmax=1.0,
+            colorscale="Viridis",
+            text=text,
+            texttemplate="%{text}",
+            hovertemplate="task %{y} <- %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed", title="task i (receives)", automargin=True)
     fig.update_xaxes(title="task j (gives)", automargin=True)
     return _layout(fig, "Task affinity A = softmax(QK^T) (rows sum to 1)")
@@ -101,10 +126,19 @@ def token_self_affinity_figure(tokens: dict[str, np.ndarray], labels: dict[str, 
         sim = cosine_matrix(tokens[task])
         lab = labels.get(task) or [str(k) for k in range(len(sim))]
         fig.add_trace(
-            go.Heatmap(z=sim, x=lab, y=lab, zmin=-1, zmax=1, colorscale="RdBu_r", showscale=i == len(names),
-                       hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>"),
-            row=1, col=i,
-        )  # fmt: skip
+            go.Heatmap(
+                z=sim,
+                x=lab,
+                y=lab,
+                zmin=-1,
+                zmax=1,
+                colorscale="RdBu_r",
+                showscale=i == len(names),
+                hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>",
+            ),
+            row=1,
+            col=i,
+        )
         fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=i)
         fig.update_xaxes(showticklabels=False, row=1, col=i)
     return _layout(fig, "Fine-grained tokens: self-affinity (cosine similarity)")
@@ -121,8 +155,9 @@ def pca_2d(points: np.ndarray) -> np.ndarray:
     return np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
 
 
-def token_pca_figure(history: list[dict[str, np.ndarray]], labels: dict[str, list[str]],
-                     colours: dict[str, np.ndarray]) -> go.Figure:  # fmt: skip
+def token_pca_figure(
+    history: list[dict[str, np.ndarray]], labels: dict[str, list[str]], colours: dict[str, np.ndarray]
+) -> go.Figure:
     """PCA of the fine tokens of the images analysed in this session (paper Fig. 7, right).
 
     Each point is one token (one class / bin / centre) of one image; colours are the classes'.
@@ -143,35 +178,58 @@ def token_pca_figure(history: list[dict[str, np.ndarray]], labels: dict[str, lis
         marker_colours = [f"rgb({r},{g},{b})" for r, g, b in pal[cls]] if pal is not None else cls
         latest = img == len(sets) - 1
         fig.add_trace(
-            go.Scatter(x=proj[:, 0], y=proj[:, 1], mode="markers",
-                       marker=dict(color=marker_colours, size=np.where(latest, 10, 6),
-                                   line=dict(width=np.where(latest, 1, 0), color="black")),
-                       text=[f"{lab[c]} (image {k + 1})" for c, k in zip(cls, img)],
-                       hovertemplate="%{text}<extra></extra>", showlegend=False),
-            row=1, col=i,
-        )  # fmt: skip
+            go.Scatter(
+                x=proj[:, 0],
+                y=proj[:, 1],
+                mode="markers",
+                marker=dict(
+                    color=marker_colours,
+                    size=np.where(latest, 10, 6),
+                    line=dict(width=np.where(latest, 1, 0), color="black"),
+                ),
+                text=[f"{lab[c]} (image {k + 1})" for c, k in zip(cls, img)],
+                hovertemplate="%{text}<extra></extra>",
+                showlegend=False,
+            ),
+            row=1,
+            col=i,
+        )
     n = len(history)
     return _layout(fig, f"Fine-grained tokens: PCA over {n} image(s) of this session (latest outlined)")
 
 
-def accuracy_coverage_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                             current: dict[str, tuple[float, float, float]]) -> go.Figure:  # fmt: skip
+def accuracy_coverage_figure(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    current: dict[str, tuple[float, float, float]],
+) -> go.Figure:
     """Pseudo-label accuracy vs coverage as tau sweeps 0..1, per task; the current tau marked."""
     if not curves:
         return empty_figure("Pick a gallery item with ground truth to see accuracy against coverage.")
     fig = _figure()
     for task, (taus, acc, cov) in curves.items():
         fig.add_trace(
-            go.Scatter(x=cov * 100, y=acc * 100, mode="lines", name=task, customdata=taus,
-                       hovertemplate=f"{task}: tau %{{customdata:.2f}}<br>coverage %{{x:.1f}}%<br>"
-                                     "accuracy %{y:.1f}%<extra></extra>")
-        )  # fmt: skip
+            go.Scatter(
+                x=cov * 100,
+                y=acc * 100,
+                mode="lines",
+                name=task,
+                customdata=taus,
+                hovertemplate=f"{task}: tau %{{customdata:.2f}}<br>coverage %{{x:.1f}}%<br>"
+                "accuracy %{y:.1f}%<extra></extra>",
+            )
+        )
         if task in current:
             tau, acc_now, cov_now = current[task]
             fig.add_trace(
-                go.Scatter(x=[cov_now * 100], y=[acc_now * 100], mode="markers", marker=dict(size=11, symbol="x"),
-                           name=f"{task} at tau {tau:.2f}", showlegend=True)
-            )  # fmt: skip
+                go.Scatter(
+                    x=[cov_now * 100],
+                    y=[acc_now * 100],
+                    mode="markers",
+                    marker=dict(size=11, symbol="x"),
+                    name=f"{task} at tau {tau:.2f}",
+                    showlegend=True,
+                )
+            )
     fig.update_xaxes(title="coverage: pixels kept (%)", range=[0, 100])
     fig.update_yaxes(title="accuracy of kept pixels (%)", range=[0, 100])
     return _layout(fig, "Pseudo labels: accuracy vs coverage over tau (ground truth of the gallery item)")
@@ -235,10 +293,17 @@ def runs_figure(runs: list[RunRecord], paper_tables: dict) -> go.Figure:
                 ys.append(ref)
             if xs:
                 fig.add_trace(
-                    go.Bar(x=xs, y=ys, name=method_label(method), legendgroup=method,
-                           marker_color=METHOD_COLOURS.get(method), showlegend=k == 0),
-                    row=row, col=col,
-                )  # fmt: skip
+                    go.Bar(
+                        x=xs,
+                        y=ys,
+                        name=method_label(method),
+                        legendgroup=method,
+                        marker_color=METHOD_COLOURS.get(method),
+                        showlegend=k == 0,
+                    ),
+                    row=row,
+                    col=col,
+                )
     fig.update_layout(barmode="group")
     return _layout(fig, "Runs vs the paper (NYUD-v2 one-label, Table 5)", max(FIG_HEIGHT, 260 * rows))
 
@@ -259,7 +324,9 @@ def delta_figure(deltas: dict[str, dict[str, float]], paper_tables: dict, title:
             xs.append("paper (T5)")
             ys.append(ref)
         if xs:
-            fig.add_trace(go.Bar(x=xs, y=ys, name=method_label(method), marker_color=METHOD_COLOURS.get(method)))
+            fig.add_trace(
+                go.Bar(x=xs, y=ys, name=method_label(method), marker_color=METHOD_COLOURS.get(method))
+            )
     if not fig.data:
         return empty_figure("No Delta_MTL: the run records hold no STL reference and no stored value.")
     fig.update_layout(barmode="group")
@@ -299,8 +366,9 @@ def paper_table_figure(table: dict) -> go.Figure:
             r.get("delta_mtl") if metric == "delta_mtl" else r["metrics"].get(task, {}).get(metric)
             for r in rows
         ]
-        fig.add_trace(go.Bar(x=names, y=ys, showlegend=False, marker_color=colours),
-                      row=k // cols + 1, col=k % cols + 1)  # fmt: skip
+        fig.add_trace(
+            go.Bar(x=names, y=ys, showlegend=False, marker_color=colours), row=k // cols + 1, col=k % cols + 1
+        )
     fig.update_xaxes(tickangle=45, tickfont=dict(size=9))
     return _layout(fig, title, max(FIG_HEIGHT, 300 * nrows))
 
@@ -320,8 +388,14 @@ def learning_curves_figure(runs: list[RunRecord], key: str | None) -> go.Figure:
             by_split.setdefault(str(line.get("split", "all")), []).append((x if is_number(x) else i, value))
         for split, pts in sorted(by_split.items()):
             pts.sort()
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
-                                     name=f"{run.name} / {split}"))  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in pts],
+                    y=[p[1] for p in pts],
+                    mode="lines+markers",
+                    name=f"{run.name} / {split}",
+                )
+            )
     if not fig.data:
         return empty_figure(f"No log line has a numeric {key!r}.")
     fig.update_xaxes(title="epoch")
@@ -342,12 +416,23 @@ def fine_scores_figure(entries: dict[str, dict], colours: dict[str, np.ndarray],
         pal = colours.get(task)
         marker = [f"rgb({r},{g},{b})" for r, g, b in pal[: len(scores)]] if pal is not None else None
         suffix = "" if i == 0 else str(i + 1)
-        fig.add_trace(go.Bar(x=[lab.split(":")[0] for lab in labels], y=scores, marker_color=marker,
-                             hovertext=labels, showlegend=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}"))  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                x=[lab.split(":")[0] for lab in labels],
+                y=scores,
+                marker_color=marker,
+                hovertext=labels,
+                showlegend=False,
+                xaxis=f"x{suffix}",
+                yaxis=f"y{suffix}",
+            )
+        )
         lo = i * (width + gap)
-        fig.layout[f"xaxis{suffix}"] = dict(domain=[lo, lo + width], anchor=f"y{suffix}", tickangle=60,
-                                            tickfont=dict(size=8), **_GRID)  # fmt: skip
+        fig.layout[f"xaxis{suffix}"] = dict(
+            domain=[lo, lo + width], anchor=f"y{suffix}", tickangle=60, tickfont=dict(size=8), **_GRID
+        )
         fig.layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", **_GRID)
-        fig.add_annotation(text=task, x=lo + width / 2, y=1.02, xref="paper", yref="paper", showarrow=False,
-                           yanchor="bottom")  # fmt: skip
+        fig.add_annotation(
+            text=task, x=lo + width / 2, y=1.02, xref="paper", yref="paper", showarrow=False, yanchor="bottom"
+        )
     return _layout(fig, title)

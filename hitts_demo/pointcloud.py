@@ -57,8 +57,13 @@ class PointCloud:
         return len(self.xyz)
 
 
-def back_project(depth: np.ndarray, colours: np.ndarray, focal_px: float, labels: np.ndarray | None = None,
-                 max_points: int = DEFAULT_MAX_POINTS) -> PointCloud:  # fmt: skip
+def back_project(
+    depth: np.ndarray,
+    colours: np.ndarray,
+    focal_px: float,
+    labels: np.ndarray | None = None,
+    max_points: int = DEFAULT_MAX_POINTS,
+) -> PointCloud:
     """Depth (H, W) metres + colours (H, W, 3) -> a point cloud, subsampled on a regular grid to at
     most ``max_points`` points; pixels without a valid depth are skipped."""
     if focal_px <= 0 or not np.isfinite(focal_px):
@@ -108,14 +113,31 @@ def write_glb(cloud: PointCloud, path: str | Path) -> Path:
         "buffers": [{"byteLength": len(binary)}],
         "bufferViews": [
             {"buffer": 0, "byteOffset": 0, "byteLength": len(pos_bytes), "target": GL_ARRAY_BUFFER},
-            {"buffer": 0, "byteOffset": len(pos_bytes), "byteLength": len(col_bytes), "target": GL_ARRAY_BUFFER},
+            {
+                "buffer": 0,
+                "byteOffset": len(pos_bytes),
+                "byteLength": len(col_bytes),
+                "target": GL_ARRAY_BUFFER,
+            },
         ],
         "accessors": [
-            {"bufferView": 0, "componentType": GL_FLOAT, "count": count, "type": "VEC3",
-             "min": gl_xyz.min(0).tolist(), "max": gl_xyz.max(0).tolist()},
-            {"bufferView": 1, "componentType": GL_UNSIGNED_BYTE, "normalized": True, "count": count, "type": "VEC4"},
+            {
+                "bufferView": 0,
+                "componentType": GL_FLOAT,
+                "count": count,
+                "type": "VEC3",
+                "min": gl_xyz.min(0).tolist(),
+                "max": gl_xyz.max(0).tolist(),
+            },
+            {
+                "bufferView": 1,
+                "componentType": GL_UNSIGNED_BYTE,
+                "normalized": True,
+                "count": count,
+                "type": "VEC4",
+            },
         ],
-    }  # fmt: skip
+    }
     json_bytes = _pad4(json.dumps(gltf, separators=(",", ":")).encode(), b" ")
     total = 12 + 8 + len(json_bytes) + 8 + len(binary)
     with path.open("wb") as fh:
@@ -131,17 +153,34 @@ def write_ply(cloud: PointCloud, path: str | Path, comment: str = "") -> Path:
     n = len(cloud)
     wide = bool(n) and int(cloud.label.max()) >= 255
     label_type, label_dtype, none = ("ushort", "<u2", 65535) if wide else ("uchar", "u1", 255)
-    dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
-                      ("label", label_dtype)])  # fmt: skip
+    dtype = np.dtype(
+        [
+            ("x", "<f4"),
+            ("y", "<f4"),
+            ("z", "<f4"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+            ("label", label_dtype),
+        ]
+    )
     rec = np.empty(n, dtype)
     rec["x"], rec["y"], rec["z"] = cloud.xyz[:, 0], cloud.xyz[:, 1], cloud.xyz[:, 2]
     rec["red"], rec["green"], rec["blue"] = cloud.rgb[:, 0], cloud.rgb[:, 1], cloud.rgb[:, 2]
     rec["label"] = np.where(cloud.label >= 0, cloud.label, none)
     header = ["ply", "format binary_little_endian 1.0"]
     header += [f"comment {line}" for line in comment.splitlines() if line]
-    header += [f"element vertex {n}", "property float x", "property float y", "property float z",
-               "property uchar red", "property uchar green", "property uchar blue",
-               f"property {label_type} label", "end_header"]  # fmt: skip
+    header += [
+        f"element vertex {n}",
+        "property float x",
+        "property float y",
+        "property float z",
+        "property uchar red",
+        "property uchar green",
+        "property uchar blue",
+        f"property {label_type} label",
+        "end_header",
+    ]
     with path.open("wb") as fh:
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         fh.write(rec.tobytes())

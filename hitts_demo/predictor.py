@@ -176,8 +176,13 @@ class Prediction:
 class Predictor:
     """One validated export and its onnxruntime session (created once, thread-safe to ``run``)."""
 
-    def __init__(self, export_dir: str | Path, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None, variant: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        export_dir: str | Path,
+        providers: list[str] | None = None,
+        intra_op_threads: int | None = None,
+        variant: str | None = None,
+    ) -> None:
         self.manifest = load_manifest(export_dir)
         self.variant = variant or DEFAULT_VARIANT
         self.onnx_path = self.manifest.variant_path(self.variant)

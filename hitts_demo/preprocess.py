@@ -240,8 +240,15 @@ def _from_pil(im: Image.Image, fmt: str, limits: ImageLimits) -> LoadedImage:
     focal = focal_35mm * math.hypot(*small.size) / FILM_DIAGONAL_MM if focal_35mm else None
     if focal:
         notes.append(f"EXIF focal length {focal_35mm:g} mm (35 mm equivalent) = {focal:.0f} px")
-    return LoadedImage(rgb=arr, source_size=(width, height), format=fmt, mode=mode, notes=notes,
-                       scale=small.size[0] / rgb.size[0], focal_px=focal)
+    return LoadedImage(
+        rgb=arr,
+        source_size=(width, height),
+        format=fmt,
+        mode=mode,
+        notes=notes,
+        scale=small.size[0] / rgb.size[0],
+        focal_px=focal,
+    )
 
 
 def exif_focal_35mm(im: Image.Image) -> float | None:

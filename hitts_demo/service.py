@@ -59,8 +59,13 @@ class Analysis:
 class Studio:
     """The exports, gallery and paper tables behind the dashboard."""
 
-    def __init__(self, exports_dir: str | Path, nyuv2_dir: Path | None = None,
-                 limits: ImageLimits = DEFAULT_LIMITS, providers: list[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        exports_dir: str | Path,
+        nyuv2_dir: Path | None = None,
+        limits: ImageLimits = DEFAULT_LIMITS,
+        providers: list[str] | None = None,
+    ) -> None:
         self.exports_dir = Path(exports_dir).resolve()
         self.limits = limits
         self.providers = providers
@@ -80,7 +85,9 @@ class Studio:
     def _discover(self) -> None:
         folders = [self.exports_dir] if (self.exports_dir / MANIFEST_FILE).is_file() else []
         if self.exports_dir.is_dir() and not folders:
-            folders = [p for p in sorted(self.exports_dir.iterdir()) if p.is_dir() and p.name not in RESERVED_FOLDERS]
+            folders = [
+                p for p in sorted(self.exports_dir.iterdir()) if p.is_dir() and p.name not in RESERVED_FOLDERS
+            ]
         found: dict[str, Manifest] = {}
         for folder in folders:
             if not (folder / MANIFEST_FILE).is_file():
@@ -123,8 +130,9 @@ class Studio:
             if key not in self._predictors:
                 if name not in self.manifests:
                     raise ExportError(f"no model named {name!r}; available: {self.model_names}")
-                self._predictors[key] = Predictor(self.manifests[name].export_dir, providers=self.providers,
-                                                  variant=key[1])  # fmt: skip
+                self._predictors[key] = Predictor(
+                    self.manifests[name].export_dir, providers=self.providers, variant=key[1]
+                )
             return self._predictors[key]
 
     def warm(self) -> dict[str, float]:
@@ -145,17 +153,27 @@ class Studio:
         """Which models are served, from where, and what failed to load."""
         lines = []
         if not self.manifests:
-            lines.append(f"**No model export found in `{self.exports_dir}`.** Put the trainer's exports in "
-                         "`exports/hitts/` and `exports/mtl/` (`model.onnx` + `manifest.json`).")  # fmt: skip
+            lines.append(
+                f"**No model export found in `{self.exports_dir}`.** Put the trainer's exports in "
+                "`exports/hitts/` and `exports/mtl/` (`model.onnx` + `manifest.json`)."
+            )
         for name, m in self.manifests.items():
             trained = m.trained_on
             tokens = "with tokens" if m.has_tokens else "no tokens"
-            where = f"; trained on {trained['dataset']} ({trained.get('setting', '?')})" if "dataset" in trained else ""
-            lines.append(f"**{name}**: {m.arch}, {m.backbone}, input {m.input.width}x{m.input.height}, "
-                         f"tasks {', '.join(m.task_names)}, {tokens}, {'/'.join(m.variant_names)}{where}")  # fmt: skip
+            where = (
+                f"; trained on {trained['dataset']} ({trained.get('setting', '?')})"
+                if "dataset" in trained
+                else ""
+            )
+            lines.append(
+                f"**{name}**: {m.arch}, {m.backbone}, input {m.input.width}x{m.input.height}, "
+                f"tasks {', '.join(m.task_names)}, {tokens}, {'/'.join(m.variant_names)}{where}"
+            )
         for (name, variant), pred in self._predictors.items():
             if pred.checker_note:
-                lines.append(f"{name} {variant}: onnx.checker objects ({pred.checker_note}); onnxruntime runs it")
+                lines.append(
+                    f"{name} {variant}: onnx.checker objects ({pred.checker_note}); onnxruntime runs it"
+                )
         for name, err in self.export_errors.items():
             lines.append(f"**{name} not loaded**: {' '.join(s.strip() for s in err.splitlines())}")
         return "  \n".join(lines)
@@ -176,8 +194,13 @@ class Studio:
         """Decode an upload with this studio's limits (``InputError`` with a message for the user)."""
         return load_image(source, self.limits)
 
-    def analyze(self, source: Any, gallery_name: str | None = None, previous: Analysis | None = None,
-                variant: str | None = None) -> Analysis:  # fmt: skip
+    def analyze(
+        self,
+        source: Any,
+        gallery_name: str | None = None,
+        previous: Analysis | None = None,
+        variant: str | None = None,
+    ) -> Analysis:
         """Decode the upload (or the gallery item) and run every model once on it."""
         self.require_models()
         item = self.gallery_item(gallery_name) if gallery_name else None
@@ -185,15 +208,26 @@ class Studio:
             raise InputError("upload an image (or pick a gallery item) first")
         variant = variant if variant in self.variants else DEFAULT_VARIANT
         loaded = self.load(source if source is not None else item.rgb)
-        predictions = {n: self.predictor(n, self.variant_of(n, variant)).predict(loaded.rgb) for n in self.manifests}
+        predictions = {
+            n: self.predictor(n, self.variant_of(n, variant)).predict(loaded.rgb) for n in self.manifests
+        }
         ground_truth = _fit_ground_truth(load_ground_truth(item), loaded.size) if item is not None else {}
         history = {k: list(v) for k, v in (previous.token_history if previous else {}).items()}
         for name, pred in predictions.items():
-            tokens = {t.name: pred.fine_tokens(t.name) for t in pred.tasks if pred.fine_tokens(t.name) is not None}
+            tokens = {
+                t.name: pred.fine_tokens(t.name) for t in pred.tasks if pred.fine_tokens(t.name) is not None
+            }
             if tokens:
                 history[name] = (history.get(name, []) + [tokens])[-TOKEN_HISTORY:]
-        return Analysis(predictions, ground_truth, item.label if item else "upload", loaded.notes, history,
-                        loaded.focal_px, variant)  # fmt: skip
+        return Analysis(
+            predictions,
+            ground_truth,
+            item.label if item else "upload",
+            loaded.notes,
+            history,
+            loaded.focal_px,
+            variant,
+        )
 
     def api_task_names(self) -> list[str]:
         """Union of the models' task names, in order: one output of the ``predict`` endpoint each."""

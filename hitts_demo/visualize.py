@@ -19,14 +19,35 @@ from PIL import Image, ImageDraw, ImageFont
 from hitts_demo.manifest import TaskInfo
 
 TURBO_ANCHORS = (
-    "#30123b", "#4145ab", "#4675ed", "#39a2fc", "#1bcfd4", "#24eca6", "#61fc6c", "#a4fc3b",
-    "#d1e834", "#f3c63a", "#fe9b2d", "#f36315", "#d93806", "#b11901", "#7a0402",
-)  # fmt: skip
+    "#30123b",
+    "#4145ab",
+    "#4675ed",
+    "#39a2fc",
+    "#1bcfd4",
+    "#24eca6",
+    "#61fc6c",
+    "#a4fc3b",
+    "#d1e834",
+    "#f3c63a",
+    "#fe9b2d",
+    "#f36315",
+    "#d93806",
+    "#b11901",
+    "#7a0402",
+)
 """Turbo sampled at 15 evenly spaced points (Google, Apache-2.0; the same anchors as plotly's Turbo)."""
 INFERNO_ANCHORS = (
-    "#000004", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06",
-    "#f7d13d", "#fcffa4",
-)  # fmt: skip
+    "#000004",
+    "#1b0c41",
+    "#4a0c6b",
+    "#781c6d",
+    "#a52c60",
+    "#cf4446",
+    "#ed6925",
+    "#fb9b06",
+    "#f7d13d",
+    "#fcffa4",
+)
 """Inferno sampled at 10 evenly spaced points (matplotlib's perceptually uniform map, CC0)."""
 LUT_SIZE = 256
 OVERLAY_ALPHA = 0.55

@@ -47,27 +47,82 @@ class Method:
 
     @property
     def loss_terms(self) -> tuple[str, ...]:
-        return ("L_s",) + (("L_p",) if self.use_pseudo_labels else ()) + (("L_f",) if self.use_feature_targets else ())
+        return (
+            ("L_s",)
+            + (("L_p",) if self.use_pseudo_labels else ())
+            + (("L_f",) if self.use_feature_targets else ())
+        )
 
 
 _ALL = (
     Method("stl", "STL", "stl", paper="Tables 1-5"),
     Method("mtl", "MTL", "mtl", paper="Tables 1-5"),
     Method("hitts", "HiTTs", "hitts", paper="Table 5"),
-    Method("hitts_no_oe", "HiTTs w/o OE", "hitts", model_switches=(("use_orthogonal_embeddings", False),), paper="Table 5"),
-    Method("hitts_no_inter", "HiTTs w/o inter-task", "hitts", model_switches=(("use_inter_task", False),), paper="Table 5"),
-    Method("hitts_no_intra", "HiTTs w/o intra-task", "hitts", model_switches=(("use_intra_task", False),), paper="Table 5"),
-    Method("hitts_no_global", "HiTTs w/o global tokens", "hitts", model_switches=(("use_global_tokens", False),), paper="Table 5"),
-    Method("hitts_no_fine", "HiTTs w/o fine tokens", "hitts", model_switches=(("use_fine_tokens", False),), paper="Table 5"),
+    Method(
+        "hitts_no_oe",
+        "HiTTs w/o OE",
+        "hitts",
+        model_switches=(("use_orthogonal_embeddings", False),),
+        paper="Table 5",
+    ),
+    Method(
+        "hitts_no_inter",
+        "HiTTs w/o inter-task",
+        "hitts",
+        model_switches=(("use_inter_task", False),),
+        paper="Table 5",
+    ),
+    Method(
+        "hitts_no_intra",
+        "HiTTs w/o intra-task",
+        "hitts",
+        model_switches=(("use_intra_task", False),),
+        paper="Table 5",
+    ),
+    Method(
+        "hitts_no_global",
+        "HiTTs w/o global tokens",
+        "hitts",
+        model_switches=(("use_global_tokens", False),),
+        paper="Table 5",
+    ),
+    Method(
+        "hitts_no_fine",
+        "HiTTs w/o fine tokens",
+        "hitts",
+        model_switches=(("use_fine_tokens", False),),
+        paper="Table 5",
+    ),
     # diagnostics of this project (issue 10), not in the paper
-    Method("hitts_small_init", "HiTTs, tokens N(0, 0.05^2)", "hitts", model_switches=(("token_init_std", 0.05),)),
-    Method("hitts_gate_scale", "HiTTs, per-channel gate scale", "hitts", model_switches=(("gate_channel_scale", True),)),
-    Method("hitts_frozen_tokens", "HiTTs, global tokens not trained", "hitts", model_switches=(("train_global_tokens", False),)),
-    Method("hitts_bypass", "HiTTs, heads also read F_s", "hitts", model_switches=(("head_reads_shared", True),)),
+    Method(
+        "hitts_small_init", "HiTTs, tokens N(0, 0.05^2)", "hitts", model_switches=(("token_init_std", 0.05),)
+    ),
+    Method(
+        "hitts_gate_scale",
+        "HiTTs, per-channel gate scale",
+        "hitts",
+        model_switches=(("gate_channel_scale", True),),
+    ),
+    Method(
+        "hitts_frozen_tokens",
+        "HiTTs, global tokens not trained",
+        "hitts",
+        model_switches=(("train_global_tokens", False),),
+    ),
+    Method(
+        "hitts_bypass", "HiTTs, heads also read F_s", "hitts", model_switches=(("head_reads_shared", True),)
+    ),
     Method("hitts_lf", "HiTTs + L_f", "hitts", stage=2, use_feature_targets=True, paper="Table 5"),
     Method("hitts_lp", "HiTTs + L_p", "hitts", stage=2, use_pseudo_labels=True, paper="Table 5"),
-    Method("hitts_pseudo", "HiTTs + L_p + L_f", "hitts", stage=2, use_pseudo_labels=True, use_feature_targets=True,
-           paper="Tables 1-5"),
+    Method(
+        "hitts_pseudo",
+        "HiTTs + L_p + L_f",
+        "hitts",
+        stage=2,
+        use_pseudo_labels=True,
+        use_feature_targets=True,
+        paper="Tables 1-5",
+    ),
 )
 
 METHODS = MappingProxyType({m.name: m for m in _ALL})

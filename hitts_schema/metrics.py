@@ -53,7 +53,12 @@ NYUD_TABLE1: MetricSet = (
     ("normals", "within_30"),
 )
 NYUD_TABLE2: MetricSet = (("semseg", "miou"), ("depth", "abs_err"), ("normals", "mean_angle"))
-CITYSCAPES_TABLE3: MetricSet = (("semseg", "miou"), ("semseg", "pacc"), ("depth", "abs_err"), ("depth", "rmse"))
+CITYSCAPES_TABLE3: MetricSet = (
+    ("semseg", "miou"),
+    ("semseg", "pacc"),
+    ("depth", "abs_err"),
+    ("depth", "rmse"),
+)
 PASCAL_TABLE4: MetricSet = (
     ("semseg", "miou"),
     ("human_parts", "miou"),
@@ -100,7 +105,9 @@ def metric_set_for(dataset: str, setting: str) -> MetricSet:
     task_set = TASK_SET_OF_DATASET.get(dataset, dataset)
     key = (task_set, setting)
     if key not in PAPER_METRIC_SETS:
-        raise KeyError(f"no metric set for data set {dataset!r}, setting {setting!r}; known: {sorted(PAPER_METRIC_SETS)}")
+        raise KeyError(
+            f"no metric set for data set {dataset!r}, setting {setting!r}; known: {sorted(PAPER_METRIC_SETS)}"
+        )
     return PAPER_METRIC_SETS[key]
 
 
@@ -126,7 +133,9 @@ def delta_mtl(
         ]
     else:
         pairs = list(metric_set)
-        missing = [f"{t}/{m}" for t, m in pairs if m not in metrics.get(t, {}) or m not in reference.get(t, {})]
+        missing = [
+            f"{t}/{m}" for t, m in pairs if m not in metrics.get(t, {}) or m not in reference.get(t, {})
+        ]
         if missing:
             raise ValueError(f"Delta_MTL: metric(s) {missing} missing from the results or the reference")
     if not pairs:

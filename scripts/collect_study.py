@@ -34,8 +34,14 @@ from study import CANDIDATES, FEW_SHOT, SCHEDULE_FACTOR, SETTINGS, recipe_only, 
 from hitts_schema import DELTA_ALL_KEY, DELTA_KEY, METHODS, delta_mtl, metric_set_for  # noqa: E402
 
 FINAL_METHODS = ("stl", "mtl", "hitts", "hitts_lf", "hitts_lp", "hitts_pseudo", "hitts_no_oe")
-HIGHLIGHT = {"stl": "0.4", "mtl": "tab:blue", "hitts": "tab:orange", "gate_scale": "tab:green",
-             "3x schedule": "tab:red", "mtl (3x schedule)": "tab:purple"}
+HIGHLIGHT = {
+    "stl": "0.4",
+    "mtl": "tab:blue",
+    "hitts": "tab:orange",
+    "gate_scale": "tab:green",
+    "3x schedule": "tab:red",
+    "mtl (3x schedule)": "tab:purple",
+}
 """Drawn bold in results/curves.png; every other configuration thin and dotted."""
 CURVE_KEYS = ("train/total", "val/semseg/miou", "val/depth/abs_err", "val/normals/mean_angle")
 
@@ -45,7 +51,9 @@ def read_json(path: Path) -> Any:
 
 
 def read_log(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
 
 
 def runs_of(out: Path) -> list[dict]:
@@ -55,22 +63,29 @@ def runs_of(out: Path) -> list[dict]:
         run_dir = metrics_file.parent
         folder = run_dir.parent
         overrides = tuple(read_json(folder / "overrides.json") or ())
-        found.append({
-            "setting": folder.parents[1].name,
-            "seed": int(folder.parent.name.removeprefix("seed")),
-            "method": run_dir.name,
-            "overrides": overrides,
-            "result": read_json(metrics_file),
-            "log": read_log(run_dir / "log.jsonl"),
-            "transfer": read_json(run_dir / "transfer-nyuv2-mini.json"),
-        })
+        found.append(
+            {
+                "setting": folder.parents[1].name,
+                "seed": int(folder.parent.name.removeprefix("seed")),
+                "method": run_dir.name,
+                "overrides": overrides,
+                "result": read_json(metrics_file),
+                "log": read_log(run_dir / "log.jsonl"),
+                "transfer": read_json(run_dir / "transfer-nyuv2-mini.json"),
+            }
+        )
     return found
 
 
 def find(runs: list[dict], setting: str, seed: int, method: str, overrides: tuple[str, ...]) -> dict | None:
     key = tuple(sorted(overrides))
     for r in runs:
-        if (r["setting"], r["seed"], r["method"], tuple(sorted(r["overrides"]))) == (setting, seed, method, key):
+        if (r["setting"], r["seed"], r["method"], tuple(sorted(r["overrides"]))) == (
+            setting,
+            seed,
+            method,
+            key,
+        ):
             return r
     return None
 
@@ -115,17 +130,19 @@ def diagnosis(runs: list[dict]) -> dict:
             elif r["method"] != "hitts":
                 variant = f"{r['method']} ({variant})"
             res, ref = r["result"], stl["result"]
-            rows.append({
-                "config": variant,
-                "method": r["method"],
-                "overrides": list(r["overrides"]),
-                "val_metrics": res["val_metrics"],
-                "val": deltas(res["val_metrics"], ref["val_metrics"], setting),
-                "test_metrics": res["test_metrics"],
-                "test": deltas(res["test_metrics"], ref["test_metrics"], setting),
-                "wall_time_s": res.get("wall_time_s"),
-                "curves": curves(r, ref["val_metrics"], setting),
-            })
+            rows.append(
+                {
+                    "config": variant,
+                    "method": r["method"],
+                    "overrides": list(r["overrides"]),
+                    "val_metrics": res["val_metrics"],
+                    "val": deltas(res["val_metrics"], ref["val_metrics"], setting),
+                    "test_metrics": res["test_metrics"],
+                    "test": deltas(res["test_metrics"], ref["test_metrics"], setting),
+                    "wall_time_s": res.get("wall_time_s"),
+                    "curves": curves(r, ref["val_metrics"], setting),
+                }
+            )
         table[setting] = sorted(rows, key=lambda row: -row["val"][DELTA_KEY])
     return table
 
@@ -138,7 +155,13 @@ def final_rows(chosen: tuple[str, ...]) -> list[tuple[str, str, str, str, tuple[
         ("mtl", "MTL", "gpu", "mtl", base),
         ("hitts_plain", "HiTTs (paper default, no gate scale)", "gpu", "hitts", base),
         ("hitts", "HiTTs (chosen configuration)", "gpu", "hitts", chosen),
-        ("hitts_cpu_teacher", "HiTTs (chosen), retrained on CPU as the stage-2 teacher", "cpu", "hitts", chosen),
+        (
+            "hitts_cpu_teacher",
+            "HiTTs (chosen), retrained on CPU as the stage-2 teacher",
+            "cpu",
+            "hitts",
+            chosen,
+        ),
         ("hitts_lf", "HiTTs + L_f (CPU)", "cpu", "hitts_lf", chosen),
         ("hitts_lp", "HiTTs + L_p (CPU)", "cpu", "hitts_lp", chosen),
         ("hitts_pseudo", "HiTTs + L_p + L_f (CPU)", "cpu", "hitts_pseudo", chosen),
@@ -160,7 +183,10 @@ def final(runs: dict[str, list[dict]], chosen: tuple[str, ...]) -> dict:
                 if not run or not stl:
                     continue
                 metrics = run["result"]["test_metrics"]
-                per_seed[seed] = {"metrics": metrics, **deltas(metrics, stl["result"]["test_metrics"], setting)}
+                per_seed[seed] = {
+                    "metrics": metrics,
+                    **deltas(metrics, stl["result"]["test_metrics"], setting),
+                }
             if per_seed:
                 values = [s[DELTA_KEY] for s in per_seed.values()]
                 methods[key] = {
@@ -200,23 +226,35 @@ def fmt(v: float | None, digits: int = 2) -> str:
 
 def tables_md(diag: dict, fin: dict, choice: dict) -> str:
     lines = ["# The study (generated by scripts/collect_study.py from the run folders; do not edit)", ""]
-    lines += [f"Choice rule: {choice['rule']}. Chosen: **{choice['chosen']}** "
-              f"(`{' '.join(choice['overrides']) or 'no override'}`).", ""]
+    lines += [
+        f"Choice rule: {choice['rule']}. Chosen: **{choice['chosen']}** "
+        f"(`{' '.join(choice['overrides']) or 'no override'}`).",
+        "",
+    ]
     for setting, rows in diag.items():
-        lines += [f"## Diagnosis, {setting}, seed 0: validation split (120 held-out training scenes)", "",
-                  "| configuration | val Delta_MTL (Table 1 set) | val Delta_MTL (all 11) | val mIoU | val depth abs | "
-                  "val normals mErr | test Delta_MTL (Table 1 set) |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Diagnosis, {setting}, seed 0: validation split (120 held-out training scenes)",
+            "",
+            "| configuration | val Delta_MTL (Table 1 set) | val Delta_MTL (all 11) | val mIoU | val depth abs | "
+            "val normals mErr | test Delta_MTL (Table 1 set) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             v = r["val_metrics"]
-            lines.append(f"| {r['config']} | {fmt(r['val'][DELTA_KEY])} | {fmt(r['val'][DELTA_ALL_KEY])} | "
-                         f"{v['semseg']['miou']:.2f} | {v['depth']['abs_err']:.4f} | {v['normals']['mean_angle']:.2f} | "
-                         f"{fmt(r['test'][DELTA_KEY])} |")
+            lines.append(
+                f"| {r['config']} | {fmt(r['val'][DELTA_KEY])} | {fmt(r['val'][DELTA_ALL_KEY])} | "
+                f"{v['semseg']['miou']:.2f} | {v['depth']['abs_err']:.4f} | {v['normals']['mean_angle']:.2f} | "
+                f"{fmt(r['test'][DELTA_KEY])} |"
+            )
         lines.append("")
     for setting, block in fin.items():
-        lines += [f"## Final study, {setting}: test scenes, chosen configuration", "",
-                  "| method | seeds | mIoU | pAcc | depth abs | depth rmse | normals mErr | within 11.25 | "
-                  "Delta_MTL (Table 1 set) mean ± std | per seed | Delta_MTL (all 11) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Final study, {setting}: test scenes, chosen configuration",
+            "",
+            "| method | seeds | mIoU | pAcc | depth abs | depth rmse | normals mErr | within 11.25 | "
+            "Delta_MTL (Table 1 set) mean ± std | per seed | Delta_MTL (all 11) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for method, r in block.items():
             if method.startswith("_"):
                 continue
@@ -227,7 +265,8 @@ def tables_md(diag: dict, fin: dict, choice: dict) -> str:
                 f"| {r['label']} | {len(r['seeds'])} | {m['semseg']['miou']:.2f} | {m['semseg']['pacc']:.2f} | "
                 f"{m['depth']['abs_err']:.4f} | {m['depth']['rmse']:.4f} | {m['normals']['mean_angle']:.2f} | "
                 f"{m['normals']['within_11_25']:.2f} | {fmt(r[f'{DELTA_KEY}_mean'])}"
-                f"{'' if std is None else f' ± {std:.2f}'} | {per} | {fmt(r[f'{DELTA_ALL_KEY}_mean'])} |")
+                f"{'' if std is None else f' ± {std:.2f}'} | {per} | {fmt(r[f'{DELTA_ALL_KEY}_mean'])} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -236,12 +275,18 @@ def curves_md(diag: dict) -> str:
     lines = ["# Learning curves (seed 0, validation split; generated by scripts/collect_study.py)", ""]
     for setting, rows in diag.items():
         for r in rows:
-            lines += [f"## {setting}: {r['config']}", "", "| epoch | train total loss | val mIoU | val depth abs | "
-                      "val normals mErr | val Delta_MTL |", "|---|---|---|---|---|---|"]
+            lines += [
+                f"## {setting}: {r['config']}",
+                "",
+                "| epoch | train total loss | val mIoU | val depth abs | val normals mErr | val Delta_MTL |",
+                "|---|---|---|---|---|---|",
+            ]
             for c in r["curves"]:
-                lines.append(f"| {c['epoch']} | {c.get('train/total', float('nan')):.4f} | "
-                             f"{c.get('val/semseg/miou', float('nan')):.2f} | {c.get('val/depth/abs_err', float('nan')):.4f} | "
-                             f"{c.get('val/normals/mean_angle', float('nan')):.2f} | {fmt(c.get('val/delta_mtl'))} |")
+                lines.append(
+                    f"| {c['epoch']} | {c.get('train/total', float('nan')):.4f} | "
+                    f"{c.get('val/semseg/miou', float('nan')):.2f} | {c.get('val/depth/abs_err', float('nan')):.4f} | "
+                    f"{c.get('val/normals/mean_angle', float('nan')):.2f} | {fmt(c.get('val/delta_mtl'))} |"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -259,11 +304,19 @@ def plot_curves(diag: dict, path: Path) -> bool:
         for r in rows:
             epochs = [c["epoch"] for c in r["curves"]]
             main = r["config"] in HIGHLIGHT
-            style = {"lw": 2.2 if main else 0.9, "alpha": 1.0 if main else 0.45, "ls": "-" if main else ":",
-                     "color": HIGHLIGHT.get(r["config"])}
+            style = {
+                "lw": 2.2 if main else 0.9,
+                "alpha": 1.0 if main else 0.45,
+                "ls": "-" if main else ":",
+                "color": HIGHLIGHT.get(r["config"]),
+            }
             if r["config"] != "authors_loss":  # another loss: its training loss is on another scale
-                axes[row][0].plot(epochs, [c.get("train/total") for c in r["curves"]], label=r["config"], **style)
-            axes[row][1].plot(epochs, [c.get("val/delta_mtl") for c in r["curves"]], label=r["config"], **style)
+                axes[row][0].plot(
+                    epochs, [c.get("train/total") for c in r["curves"]], label=r["config"], **style
+                )
+            axes[row][1].plot(
+                epochs, [c.get("val/delta_mtl") for c in r["curves"]], label=r["config"], **style
+            )
         axes[row][0].set(title=f"{setting}: training loss", xlabel="epoch")
         axes[row][1].set(title=f"{setting}: validation Delta_MTL (Table 1 set, vs STL)", xlabel="epoch")
         axes[row][1].legend(fontsize=7, ncol=2)
@@ -286,8 +339,13 @@ def dashboard_records(runs: dict[str, list[dict]], fin: dict, chosen: tuple[str,
                 rec[method] = {**s["metrics"], DELTA_KEY: s[DELTA_KEY], DELTA_ALL_KEY: s[DELTA_ALL_KEY]}
                 run = find(runs[root], setting, seed, method, over)
                 log += [{"method": method, **line} for line in (run["log"] if run else [])]
-            rec["_meta"] = {"dataset": "synthetic", "setting": setting, "seed": seed, "split": "test",
-                            "overrides": list(chosen)}
+            rec["_meta"] = {
+                "dataset": "synthetic",
+                "setting": setting,
+                "seed": seed,
+                "split": "test",
+                "overrides": list(chosen),
+            }
             folder = exports / f"synthetic-{setting}-seed{seed}"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "metrics.json").write_text(json.dumps(rec, indent=1))

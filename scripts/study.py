@@ -114,8 +114,17 @@ class Study:
         self.python = args.python
 
     # ---- jobs ----
-    def add(self, setting: str, seed: int, group: str, methods: tuple[str, ...], overrides: tuple[str, ...],
-            phase: str, after: tuple[str, ...] = (), discover: bool = False) -> str:
+    def add(
+        self,
+        setting: str,
+        seed: int,
+        group: str,
+        methods: tuple[str, ...],
+        overrides: tuple[str, ...],
+        phase: str,
+        after: tuple[str, ...] = (),
+        discover: bool = False,
+    ) -> str:
         folder = folder_for(self.out, setting, seed, group, overrides)
         key = f"{folder.relative_to(self.out)}:{'+'.join(methods) or 'discovery'}"
         if key not in self.jobs:
@@ -124,8 +133,16 @@ class Study:
             self.jobs[key].phase = phase
         return key
 
-    def add_method_set(self, setting: str, seed: int, overrides: tuple[str, ...], phase: str,
-                       stage2: tuple[str, ...] = (), extra: tuple[str, ...] = (), baselines: bool = True) -> None:
+    def add_method_set(
+        self,
+        setting: str,
+        seed: int,
+        overrides: tuple[str, ...],
+        phase: str,
+        stage2: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (),
+        baselines: bool = True,
+    ) -> None:
         """STL and MTL (recipe overrides only), HiTTs (all overrides) and its stage-2 methods."""
         if baselines:
             for arch in ("stl", "mtl"):
@@ -140,12 +157,35 @@ class Study:
 
     def command(self, job: Job) -> list[str]:
         a = self.args
-        base = [self.python, "-m", "trainer", "pipeline", "--data", a.data, "--dataset", "synthetic",
-                "--setting", job.setting, "--preset", a.preset, "--seed", str(job.seed),
-                "--split", str(self.out / f"split-{job.setting}.json"), "--out", str(job.folder),
-                "--resume", "--methods", *job.methods,
-                "--set", f"data.validation_images={a.validation_images}", "--set", "data.eval_split=val",
-                "--set", "train.eval_every=1"]  # validation curves every epoch
+        base = [
+            self.python,
+            "-m",
+            "trainer",
+            "pipeline",
+            "--data",
+            a.data,
+            "--dataset",
+            "synthetic",
+            "--setting",
+            job.setting,
+            "--preset",
+            a.preset,
+            "--seed",
+            str(job.seed),
+            "--split",
+            str(self.out / f"split-{job.setting}.json"),
+            "--out",
+            str(job.folder),
+            "--resume",
+            "--methods",
+            *job.methods,
+            "--set",
+            f"data.validation_images={a.validation_images}",
+            "--set",
+            "data.eval_split=val",
+            "--set",
+            "train.eval_every=1",
+        ]  # validation curves every epoch
         for o in job.overrides + tuple(a.extra_set):
             base += ["--set", o]
         return base
@@ -155,12 +195,16 @@ class Study:
         (job.folder / "overrides.json").write_text(json.dumps(list(job.overrides)))
         log = open(job.folder / f"log-{'+'.join(job.methods) or 'discovery'}.txt", "a")  # noqa: SIM115
         if job.discover:
-            cmd = (f"{_quote(self.python)} -m trainer discover --run {_quote(str(job.folder / 'hitts'))}"
-                   f" --out {_quote(str(job.folder / 'discovery'))}")
+            cmd = (
+                f"{_quote(self.python)} -m trainer discover --run {_quote(str(job.folder / 'hitts'))}"
+                f" --out {_quote(str(job.folder / 'discovery'))}"
+            )
         else:
             cmd = " ".join(map(_quote, self.command(job)))
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
-        job.proc = subprocess.Popen(["bash", "-c", cmd], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        job.proc = subprocess.Popen(
+            ["bash", "-c", cmd], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         job.status, job.started = "running", time.time()
 
     def done_already(self, job: Job) -> bool:
@@ -182,10 +226,18 @@ class Study:
                     j.status, j.wall_s = ("done" if rc == 0 else f"failed rc={rc}"), time.time() - j.started
                     print(f"[{_clock()}] {j.status:>6} {j.key} ({j.wall_s:.0f} s)", flush=True)
             running = [j for j in self.jobs.values() if j.status == "running"]
-            ready = [j for j in self.jobs.values() if j.phase == phase and j.status == "pending"
-                     and all(self.jobs[a].status == "done" for a in j.after)]
-            blocked = [j for j in self.jobs.values() if j.status == "pending"
-                       and any(self.jobs[a].status.startswith("failed") for a in j.after)]
+            ready = [
+                j
+                for j in self.jobs.values()
+                if j.phase == phase
+                and j.status == "pending"
+                and all(self.jobs[a].status == "done" for a in j.after)
+            ]
+            blocked = [
+                j
+                for j in self.jobs.values()
+                if j.status == "pending" and any(self.jobs[a].status.startswith("failed") for a in j.after)
+            ]
             for j in blocked:
                 j.status = "failed (teacher failed)"
             if time.time() > until:
@@ -217,7 +269,9 @@ class Study:
             if recipe_only(over):
                 self.add("one-label", 0, "mtl", ("mtl",), recipe_only(over), "diagnose")
 
-    def validation_delta(self, setting: str, seed: int, overrides: tuple[str, ...], method: str = "hitts") -> float | None:
+    def validation_delta(
+        self, setting: str, seed: int, overrides: tuple[str, ...], method: str = "hitts"
+    ) -> float | None:
         """Validation Delta_MTL (Table 1 set) of a HiTTs run against the plain STL run of its seed and
         setting (one fixed reference for every candidate)."""
         stl = folder_for(self.out, setting, seed, "stl", ()) / "stl" / "metrics.json"
@@ -233,7 +287,9 @@ class Study:
         for name, over in CANDIDATES.items():
             if name == "hitts":
                 continue
-            gains = [(self.validation_delta(s, 0, over), self.validation_delta(s, 0, ())) for s in CHOICE_SETTINGS]
+            gains = [
+                (self.validation_delta(s, 0, over), self.validation_delta(s, 0, ())) for s in CHOICE_SETTINGS
+            ]
             if all(v is not None and b is not None and v > b for v, b in gains):
                 winners.append(name)
         if len(winners) < 2:
@@ -260,8 +316,15 @@ class Study:
             for setting in SETTINGS:
                 self.add_method_set(setting, seed, overrides, "final", stage2=main_stage2)
         for setting in SETTINGS:
-            self.add_method_set(setting, 0, overrides, "final", stage2=("hitts_lf", "hitts_lp"),
-                                extra=("hitts_no_oe",), baselines=False)
+            self.add_method_set(
+                setting,
+                0,
+                overrides,
+                "final",
+                stage2=("hitts_lf", "hitts_lp"),
+                extra=("hitts_no_oe",),
+                baselines=False,
+            )
         self.add_method_set(FEW_SHOT, 0, overrides, "final", stage2=main_stage2)
 
 
@@ -276,8 +339,25 @@ def _clock() -> str:
 def prepare(args: argparse.Namespace) -> None:
     """The synthetic set and the three split files (made once, shared by every run)."""
     if not (Path(args.data) / "synthetic.json").exists():
-        subprocess.run([args.python, "-m", "trainer", "prepare", "--dataset", "synthetic", "--out", args.data,
-                        "--seed", "0", "--workers", str(args.workers), *args.prepare_args], cwd=REPO, check=True)
+        subprocess.run(
+            [
+                args.python,
+                "-m",
+                "trainer",
+                "prepare",
+                "--dataset",
+                "synthetic",
+                "--out",
+                args.data,
+                "--seed",
+                "0",
+                "--workers",
+                str(args.workers),
+                *args.prepare_args,
+            ],
+            cwd=REPO,
+            check=True,
+        )
     from trainer.config import apply_overrides, preset_config
     from trainer.pipeline import ensure_split, task_specs
 
@@ -300,8 +380,13 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-s", type=float, default=6 * 3600)
     p.add_argument("--diagnose-share", type=float, default=0.45, help="share of the budget for phases 1-2")
     p.add_argument("--python", default=sys.executable)
-    p.add_argument("--set", dest="extra_set", action="append", default=[],
-                   help="override for every run (smoke tests: tiny data)")
+    p.add_argument(
+        "--set",
+        dest="extra_set",
+        action="append",
+        default=[],
+        help="override for every run (smoke tests: tiny data)",
+    )
     p.add_argument("--prepare-arg", dest="prepare_args", action="append", default=[])
     return p
 
@@ -318,9 +403,13 @@ def main(argv: list[str] | None = None) -> int:
     if combined:
         study.run("combine", diagnose_until)
     best, overrides, scores = study.choose()
-    choice = {"chosen": best, "overrides": list(overrides), "validation_delta_mtl": scores,
-              "rule": "highest validation Delta_MTL (Table 1 set, vs STL) on one-label, seed 0; unfinished runs cannot win",
-              "combined_candidate": list(combined) if combined else None}
+    choice = {
+        "chosen": best,
+        "overrides": list(overrides),
+        "validation_delta_mtl": scores,
+        "rule": "highest validation Delta_MTL (Table 1 set, vs STL) on one-label, seed 0; unfinished runs cannot win",
+        "combined_candidate": list(combined) if combined else None,
+    }
     (Path(args.out) / "choice.json").write_text(json.dumps(choice, indent=2))
     print(json.dumps(choice, indent=2), flush=True)
     study.final(overrides)
@@ -329,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         if j.status == "running":
             j.proc.kill()
             j.status = "killed at the budget"
-    status = {k: {"status": j.status, "wall_s": round(j.wall_s, 1), "phase": j.phase} for k, j in study.jobs.items()}
+    status = {
+        k: {"status": j.status, "wall_s": round(j.wall_s, 1), "phase": j.phase} for k, j in study.jobs.items()
+    }
     (Path(args.out) / "jobs.json").write_text(json.dumps(status, indent=2))
     failed = [k for k, v in status.items() if v["status"] != "done"]
     print(f"{len(status) - len(failed)} of {len(status)} jobs done in {time.time() - t0:.0f} s", flush=True)

@@ -24,7 +24,9 @@ CHOSEN = "gate_scale"
 
 def main() -> int:
     p = main_parser()
-    p.add_argument("--splits", type=Path, default=Path("runs/study"), help="folder of the GPU runs' split files")
+    p.add_argument(
+        "--splits", type=Path, default=Path("runs/study"), help="folder of the GPU runs' split files"
+    )
     args = p.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for split in args.splits.glob("split-*.json"):
@@ -37,8 +39,15 @@ def main() -> int:
         for setting in SETTINGS:
             study.add_method_set(setting, seed, overrides, "final", stage2=("hitts_pseudo",), baselines=False)
     for setting in SETTINGS:
-        study.add_method_set(setting, 0, overrides, "final", stage2=("hitts_lp", "hitts_lf"),
-                             extra=("hitts_no_oe",), baselines=False)
+        study.add_method_set(
+            setting,
+            0,
+            overrides,
+            "final",
+            stage2=("hitts_lp", "hitts_lf"),
+            extra=("hitts_no_oe",),
+            baselines=False,
+        )
     study.run("final", time.time() + args.budget_s, kill=True)
     print({k: j.status for k, j in study.jobs.items()}, flush=True)
     return 0

@@ -46,8 +46,17 @@ def test_quick_cpu_run_writes_a_complete_report(tmp_path: Path) -> None:
     }
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert status["ort_cuda"] == "skipped"  # no CUDA device here
-    for name in ("environment", "data", "amp", "channels_last", "fused_adam", "export", "train_step_eager",
-                 "pipeline", "train_step_compiled"):  # fmt: skip
+    for name in (
+        "environment",
+        "data",
+        "amp",
+        "channels_last",
+        "fused_adam",
+        "export",
+        "train_step_eager",
+        "pipeline",
+        "train_step_compiled",
+    ):
         assert status[name] == "ok", (name, sections[name])
     amp = sections["amp"]["result"]
     assert 0 <= amp["bf16_vs_fp32_relative_max_diff"] < gpu_check.AMP_TOLERANCE

@@ -56,9 +56,15 @@ def test_dilation_follows_the_dilated_resnet_recipe() -> None:
     others dilate by 2 and 4; padding = dilation keeps the size (torchvision / CSAIL ResnetDilated)."""
     convs = {n: m for n, m in ResNet18(dilated=True).named_modules() if isinstance(m, torch.nn.Conv2d)}
     expected = {
-        "layer3.0.conv1": 1, "layer3.0.conv2": 2, "layer3.1.conv1": 2, "layer3.1.conv2": 2,
-        "layer4.0.conv1": 2, "layer4.0.conv2": 4, "layer4.1.conv1": 4, "layer4.1.conv2": 4,
-    }  # fmt: skip
+        "layer3.0.conv1": 1,
+        "layer3.0.conv2": 2,
+        "layer3.1.conv1": 2,
+        "layer3.1.conv2": 2,
+        "layer4.0.conv1": 2,
+        "layer4.0.conv2": 4,
+        "layer4.1.conv1": 4,
+        "layer4.1.conv2": 4,
+    }
     for name, d in expected.items():
         assert convs[name].dilation == (d, d) and convs[name].padding == (d, d), name
         assert convs[name].stride == (1, 1), name

@@ -17,7 +17,13 @@ IMPORT_SCOPE = ("trainer", "hitts_demo", "hitts_schema", "scripts", "benchmarks"
 """Every module here is a node of the import graph."""
 
 MAX_FUNCTION_LINES = 60
-FUNCTION_LENGTH_SCOPE = ("trainer/*.py", "trainer/data/**/*.py")
+FUNCTION_LENGTH_SCOPE = (
+    "trainer/*.py",
+    "trainer/data/**/*.py",
+    "hitts_demo/**/*.py",
+    "app.py",
+    "hitts_schema/**/*.py",
+)
 """Glob patterns (from the repository root) whose functions are held to ``MAX_FUNCTION_LINES``.
 The target is ``FUNCTION_LENGTH_TARGET``; widen this constant to it once the dashboard and models
 branches have landed (until then ``test_function_length_target`` reports what is left, as xfail)."""
@@ -130,7 +136,14 @@ def test_function_length_target() -> None:
 
 
 MAX_FMT_SKIPS = 5
-FMT_SKIP_SCOPE = ("trainer/**/*.py", "hitts_schema/**/*.py", "scripts/*.py", "tests/test_structure.py")
+FMT_SKIP_SCOPE = (
+    "*.py",
+    "trainer/**/*.py",
+    "hitts_demo/**/*.py",
+    "hitts_schema/**/*.py",
+    "scripts/*.py",
+    "tests/**/*.py",
+)
 """Where ``# fmt: skip`` markers are held to ``FMT_SKIP_REASONS``; widen to ``FMT_SKIP_TARGET`` once
 the dashboard and benchmark files are formatted (``ruff format``, config in pyproject.toml)."""
 FMT_SKIP_TARGET = ("*.py", "trainer/**/*.py", "hitts_demo/**/*.py", "hitts_schema/**/*.py", "scripts/*.py",
@@ -167,7 +180,17 @@ def test_fmt_skip_target() -> None:
     assert sum(found.values()) <= MAX_FMT_SKIPS and set(found) <= set(FMT_SKIP_REASONS), found
 
 
-FORMAT_SCOPE = ("trainer", "tests/test_structure.py", "tests/test_engine.py", "tests/test_cli.py")
+FORMAT_SCOPE = (
+    "trainer",
+    "hitts_demo",
+    "hitts_schema",
+    "scripts",
+    "app.py",
+    "tests/demo",
+    "tests/test_structure.py",
+    "tests/test_engine.py",
+    "tests/test_cli.py",
+)
 """Paths that ``ruff format --check`` must pass (pyproject's settings); widen as files are formatted."""
 
 

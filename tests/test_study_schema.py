@@ -18,7 +18,9 @@ from hitts_schema import (
 )
 from trainer.tasks import DATASET_TASKS
 
-PAPER = json.loads((Path(__file__).parents[1] / "hitts_demo" / "data" / "paper_tables.json").read_text())["tables"]
+PAPER = json.loads((Path(__file__).parents[1] / "hitts_demo" / "data" / "paper_tables.json").read_text())[
+    "tables"
+]
 PRINT_TOLERANCE = 0.015  # Delta is printed with 2 decimals from metrics printed with 2-4 decimals
 
 
@@ -28,7 +30,9 @@ def paper_rows(table: str) -> list[tuple[str, dict, dict, float]]:
     out = []
     for row in t["rows"]:
         setting = row.get("setting", t.get("setting"))
-        stl = next(r for r in t["rows"] if r["model"] == "STL" and r.get("setting", t.get("setting")) == setting)
+        stl = next(
+            r for r in t["rows"] if r["model"] == "STL" and r.get("setting", t.get("setting")) == setting
+        )
         if row["model"] != "STL" and row.get("delta_mtl") is not None:
             out.append((setting, row["metrics"], stl["metrics"], row["delta_mtl"]))
     return out
@@ -46,8 +50,18 @@ def test_every_printed_delta_is_recomputed_from_its_metric_set(table: str) -> No
 def test_metric_sets_are_the_tables_columns() -> None:
     assert len(metric_set_for("synthetic", "one-label")) == 9  # Table 1: no depth rel_err, no median angle
     assert ("depth", "rel_err") not in metric_set_for("nyud", "random-labels")
-    assert metric_set_for("nyud", "full-labels") == (("semseg", "miou"), ("depth", "abs_err"), ("normals", "mean_angle"))
-    assert [m for _, m in metric_set_for("pascal", "one-label")] == ["miou", "miou", "mean_angle", "miou", "odsf"]
+    assert metric_set_for("nyud", "full-labels") == (
+        ("semseg", "miou"),
+        ("depth", "abs_err"),
+        ("normals", "mean_angle"),
+    )
+    assert [m for _, m in metric_set_for("pascal", "one-label")] == [
+        "miou",
+        "miou",
+        "mean_angle",
+        "miou",
+        "odsf",
+    ]
     with pytest.raises(KeyError, match="no metric set"):
         metric_set_for("kitti", "one-label")
 
@@ -62,7 +76,11 @@ def test_all_metrics_figure_differs_from_the_paper_set() -> None:
 
 def test_a_missing_metric_of_the_set_is_an_error_not_a_smaller_average() -> None:
     with pytest.raises(ValueError, match="depth/rmse"):
-        delta_mtl({"depth": {"abs_err": 1.0}}, {"depth": {"abs_err": 1.0}}, (("depth", "abs_err"), ("depth", "rmse")))
+        delta_mtl(
+            {"depth": {"abs_err": 1.0}},
+            {"depth": {"abs_err": 1.0}},
+            (("depth", "abs_err"), ("depth", "rmse")),
+        )
 
 
 def test_trainer_metric_directions_come_from_the_schema() -> None:

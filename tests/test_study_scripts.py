@@ -13,17 +13,33 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 import collect_study  # noqa: E402
 from study import CANDIDATES, Study, folder_for, main_parser  # noqa: E402
 
-STL = {"semseg": {"miou": 40.0, "pacc": 80.0}, "depth": {"abs_err": 0.5, "rmse": 0.7, "rel_err": 0.2},
-       "normals": {"mean_angle": 20.0, "rmse_angle": 25.0, "within_11_25": 40.0, "within_22_5": 60.0,
-                   "within_30": 70.0}}
+STL = {
+    "semseg": {"miou": 40.0, "pacc": 80.0},
+    "depth": {"abs_err": 0.5, "rmse": 0.7, "rel_err": 0.2},
+    "normals": {
+        "mean_angle": 20.0,
+        "rmse_angle": 25.0,
+        "within_11_25": 40.0,
+        "within_22_5": 60.0,
+        "within_30": 70.0,
+    },
+}
 
 
 def scaled(miou: float) -> dict:
     return {**STL, "semseg": {"miou": miou, "pacc": 80.0}}
 
 
-def write_run(out: Path, setting: str, seed: int, group: str, method: str, overrides: tuple[str, ...],
-              val: dict, test: dict) -> None:
+def write_run(
+    out: Path,
+    setting: str,
+    seed: int,
+    group: str,
+    method: str,
+    overrides: tuple[str, ...],
+    val: dict,
+    test: dict,
+) -> None:
     folder = folder_for(out, setting, seed, group, overrides)
     (folder / method).mkdir(parents=True, exist_ok=True)
     (folder / "overrides.json").write_text(json.dumps(list(overrides)))
@@ -35,8 +51,12 @@ def test_the_rule_reads_validation_only_and_skips_unfinished_runs(tmp_path: Path
     write_run(tmp_path, "one-label", 0, "stl", "stl", (), STL, STL)
     write_run(tmp_path, "one-label", 0, "hitts", "hitts", (), scaled(41.0), scaled(50.0))
     # best on test, worst on validation: the rule must not pick it
-    write_run(tmp_path, "one-label", 0, "hitts", "hitts", CANDIDATES["small_init"], scaled(39.0), scaled(60.0))
-    write_run(tmp_path, "one-label", 0, "hitts", "hitts", CANDIDATES["gate_scale"], scaled(44.0), scaled(30.0))
+    write_run(
+        tmp_path, "one-label", 0, "hitts", "hitts", CANDIDATES["small_init"], scaled(39.0), scaled(60.0)
+    )
+    write_run(
+        tmp_path, "one-label", 0, "hitts", "hitts", CANDIDATES["gate_scale"], scaled(44.0), scaled(30.0)
+    )
     best, overrides, scores = Study(main_parser().parse_args(["--out", str(tmp_path)])).choose()
     assert best == "gate_scale" and overrides == CANDIDATES["gate_scale"]
     assert scores["hitts"] == pytest.approx(100 * 1 / 40 / 9)  # +1 mIoU of 40, one metric of nine

@@ -110,7 +110,9 @@ def test_validation_scenes_are_held_out_seeded_and_saved(data_root: Path, tmp_pa
     doc = json.loads((tmp_path / "split.json").read_text())
     assert doc["meta"]["validation"] == held.tolist()
     with pytest.raises(ValueError, match="holds out 3"):
-        ensure_split(apply_overrides(cfg, ["data.validation_images=2"]), data_root, specs, tmp_path / "split.json")
+        ensure_split(
+            apply_overrides(cfg, ["data.validation_images=2"]), data_root, specs, tmp_path / "split.json"
+        )
 
 
 def test_eval_split_val_needs_held_out_scenes() -> None:

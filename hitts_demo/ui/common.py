@@ -79,7 +79,9 @@ def guard(action: str, fn: Callable) -> Callable:
             raise
         except Exception as err:  # noqa: BLE001 - the server must keep serving whatever happens
             log.exception("%s failed", action)
-            raise gr.Error(f"{action} failed unexpectedly ({type(err).__name__}); the server is still running.") from err
+            raise gr.Error(
+                f"{action} failed unexpectedly ({type(err).__name__}); the server is still running."
+            ) from err
         finally:
             log.debug("%s: %.0f ms", action, (time.perf_counter() - start) * 1000)
 
@@ -119,7 +121,9 @@ class Context:
     def folder(self, request: gr.Request | None) -> Path:
         return self.files.new_dir(request.session_hash if request is not None else None)
 
-    def pictures(self, images: list[np.ndarray | None], request: gr.Request | None, stem: str) -> list[str | None]:
+    def pictures(
+        self, images: list[np.ndarray | None], request: gr.Request | None, stem: str
+    ) -> list[str | None]:
         """Encode pictures once, fast (WebP, method 0), into this session's folder."""
         out_dir = self.folder(request)
         return [vis.save_webp(img, out_dir / f"{stem}_{i}.webp") for i, img in enumerate(images)]

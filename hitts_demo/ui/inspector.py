@@ -16,12 +16,15 @@ TITLE = "Pixel inspector"
 class InspectorTab:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        gr.Markdown("Click a pixel: each task's value, confidence and global-token gate for every model, and the "
-                    "fine-token score of every class / bin / centre (HiTTs). Read from the kept outputs: no model "
-                    "runs.")  # fmt: skip
+        gr.Markdown(
+            "Click a pixel: each task's value, confidence and global-token gate for every model, and the "
+            "fine-token score of every class / bin / centre (HiTTs). Read from the kept outputs: no model "
+            "runs."
+        )
         with gr.Row():
-            self.image = gr.Image(label="Click a pixel", interactive=False, format="webp", height=420,
-                                  elem_id="inspector-image")
+            self.image = gr.Image(
+                label="Click a pixel", interactive=False, format="webp", height=420, elem_id="inspector-image"
+            )
             self.markdown = gr.Markdown()
         self.figure = gr.Plot(label="Fine-token scores at the pixel")
         self.json = gr.JSON(label="At the pixel (the `inspect` endpoint's answer, per model)")
@@ -30,16 +33,22 @@ class InspectorTab:
 
     def _api_box(self) -> None:
         with gr.Accordion("API: the `inspect` endpoint", open=False):
-            gr.Markdown("`Client(URL).predict(handle_file('photo.jpg'), 'hitts', 120, 80, api_name='/inspect')` runs "
-                        "the model once and returns the JSON above for pixel (x, y) of the uploaded image.")  # fmt: skip
+            gr.Markdown(
+                "`Client(URL).predict(handle_file('photo.jpg'), 'hitts', 120, 80, api_name='/inspect')` runs "
+                "the model once and returns the JSON above for pixel (x, y) of the uploaded image."
+            )
             with gr.Row():
                 self.api_model = gr.Dropdown(self.ctx.models, value=self.ctx.studio.primary, label="Model")
                 self.api_x = gr.Number(value=0, precision=0, label="x (pixels)")
                 self.api_y = gr.Number(value=0, precision=0, label="y (pixels)")
                 self.api_btn = gr.Button("Run inspect")
             self.api_json = gr.JSON(label="inspect")
-        self.api_btn.click(guard("inspect", self.inspect), [self.ctx.image, self.api_model, self.api_x, self.api_y],
-                           self.api_json, api_name="inspect")  # fmt: skip
+        self.api_btn.click(
+            guard("inspect", self.inspect),
+            [self.ctx.image, self.api_model, self.api_x, self.api_y],
+            self.api_json,
+            api_name="inspect",
+        )
 
     @property
     def outputs(self) -> list:
@@ -64,7 +73,9 @@ class InspectorTab:
         return [*self.show(inspect_pixel(analysis, x, y), request), gr.Tabs(selected=TITLE)]
 
     def hook(self, panel: gr.Image, tabs: gr.Tabs) -> None:
-        panel.select(guard("Inspector", self.click_panel), self.ctx.analysis, [*self.outputs, tabs], **PRIVATE)
+        panel.select(
+            guard("Inspector", self.click_panel), self.ctx.analysis, [*self.outputs, tabs], **PRIVATE
+        )
 
     def reset(self, analysis: Analysis | None, request: gr.Request = None):
         """A new analysis: show its image, clear the last report."""

@@ -20,9 +20,12 @@ class MetricsTab:
         self.markdown = gr.Markdown()
         keys = log_keys(load_runs(studio.runs_dir))
         with gr.Row():
-            self.curve_key = gr.Dropdown(keys, value=keys[0] if keys else None, label="Learning curve of",
-                                         allow_custom_value=True)  # fmt: skip
-            self.table_key = gr.Dropdown(table_choices(studio.paper_tables), value="table1", label="Paper table")
+            self.curve_key = gr.Dropdown(
+                keys, value=keys[0] if keys else None, label="Learning curve of", allow_custom_value=True
+            )
+            self.table_key = gr.Dropdown(
+                table_choices(studio.paper_tables), value="table1", label="Paper table"
+            )
             self.reload = gr.Button("Reload run records")
         self.runs = gr.Plot(label="Runs vs paper")
         self.delta = gr.Plot(label="Delta_MTL (paper's metric set)")
@@ -37,12 +40,29 @@ class MetricsTab:
 
     @property
     def outputs(self) -> list:
-        return [self.runs, self.delta, self.table, self.delta_all, self.paper, self.curves, self.curve_key,
-                self.markdown]  # fmt: skip
+        return [
+            self.runs,
+            self.delta,
+            self.table,
+            self.delta_all,
+            self.paper,
+            self.curves,
+            self.curve_key,
+            self.markdown,
+        ]
 
     def show(self, view: MetricsView) -> list[Any]:
         picker = gr.Dropdown(choices=list(view.keys), value=view.key)
-        return [view.runs, view.delta, view.table, view.delta_all, view.paper, view.curves, picker, view.markdown]
+        return [
+            view.runs,
+            view.delta,
+            view.table,
+            view.delta_all,
+            view.paper,
+            view.curves,
+            picker,
+            view.markdown,
+        ]
 
     def render(self, curve_key: str | None, table_key: str | None):
         """Run records vs the paper, Delta_MTL, one paper table and learning curves."""
@@ -51,6 +71,8 @@ class MetricsTab:
 
     def wire(self, demo: gr.Blocks) -> None:
         fn = guard("Metrics", self.render)
-        self.reload.click(fn, self.inputs, self.outputs, api_name="render_metrics", api_visibility="undocumented")
+        self.reload.click(
+            fn, self.inputs, self.outputs, api_name="render_metrics", api_visibility="undocumented"
+        )
         gr.on([self.curve_key.input, self.table_key.input], fn, self.inputs, self.outputs, **PRIVATE)
         demo.load(fn, self.inputs, self.outputs, **PRIVATE)

@@ -40,19 +40,24 @@ class PredictionsTab:
                 with gr.Column():
                     gr.Markdown(f"### {name}")
                     for task in ctx.task_slots:
-                        self.panels[(name, task)] = gr.Image(label=f"{name}: {task}", interactive=False,
-                                                             format="webp")  # fmt: skip
+                        self.panels[(name, task)] = gr.Image(
+                            label=f"{name}: {task}", interactive=False, format="webp"
+                        )
         gr.Markdown("Click a pixel of any panel to inspect it (opens the Pixel inspector).")
         with gr.Row():
-            self.zip_btn = gr.Button("Prepare raw-output zip (PNG 16-bit depth in mm, .npy, .npz, labels, CSV)")
+            self.zip_btn = gr.Button(
+                "Prepare raw-output zip (PNG 16-bit depth in mm, .npy, .npz, labels, CSV)"
+            )
             self.zip_file = gr.File(label="Raw outputs", interactive=False, height=FILE_BOX_PX)
         self._api_box()
         self._wire()
 
     def _api_box(self) -> None:
         with gr.Accordion("API: per-task raw files (the `predict` endpoint)", open=False):
-            gr.Markdown("`from gradio_client import Client, handle_file; Client(URL).predict(handle_file('photo.jpg'), "
-                        "'hitts', api_name='/predict')` returns one file per task and a JSON description.")  # fmt: skip
+            gr.Markdown(
+                "`from gradio_client import Client, handle_file; Client(URL).predict(handle_file('photo.jpg'), "
+                "'hitts', api_name='/predict')` returns one file per task and a JSON description."
+            )
             with gr.Row():
                 self.api_model = gr.Dropdown(self.ctx.models, value=self.ctx.studio.primary, label="Model")
                 self.api_btn = gr.Button("Run predict")
@@ -66,12 +71,22 @@ class PredictionsTab:
         return [self.status, self.slider, *self.panels.values()]
 
     def show(self, view: PredictionsView, request: gr.Request | None) -> list[Any]:
-        left, right, *panels = self.ctx.pictures([view.left, view.right, *view.panels.values()], request, "pred")
+        left, right, *panels = self.ctx.pictures(
+            [view.left, view.right, *view.panels.values()], request, "pred"
+        )
         return [view.summary, (left, right), *panels]
 
     # --- events ----------------------------------------------------------------------------------
-    def analyze(self, image: Any, gallery_name: str | None, previous: Analysis | None, left: str, right: str,
-                variant: str | None, request: gr.Request = None):  # fmt: skip
+    def analyze(
+        self,
+        image: Any,
+        gallery_name: str | None,
+        previous: Analysis | None,
+        left: str,
+        right: str,
+        variant: str | None,
+        request: gr.Request = None,
+    ):
         """Run every model once on the image; returns the kept analysis and the Predictions view."""
         studio = self.ctx.studio
         analysis = studio.analyze(image, gallery_name or None, previous, variant)
@@ -90,9 +105,13 @@ class PredictionsTab:
         each model's per-class geometry as CSV."""
         analysis = need(analysis)
         focal, _ = focal_in_use(analysis, None)
-        extra = {f"{m}/class_geometry.csv": class_geometry(p, focal).to_csv(index=False).encode()
-                 for m, p in analysis.predictions.items()}  # fmt: skip
-        return str(write_raw_zip(analysis.predictions, self.ctx.folder(request) / "hitts_studio_outputs.zip", extra))
+        extra = {
+            f"{m}/class_geometry.csv": class_geometry(p, focal).to_csv(index=False).encode()
+            for m, p in analysis.predictions.items()
+        }
+        return str(
+            write_raw_zip(analysis.predictions, self.ctx.folder(request) / "hitts_studio_outputs.zip", extra)
+        )
 
     def predict(self, image: Any, model: str, request: gr.Request = None):
         """Image -> one raw file per task (labels palette PNG, depth 16-bit PNG in mm, normals RGB PNG)
@@ -101,9 +120,24 @@ class PredictionsTab:
         return [*(str(p) if p else None for p in paths), info]
 
     def _wire(self) -> None:
-        gr.on([self.left.change, self.right.change], guard("Slider", self.render_slider),
-              [self.ctx.analysis, self.left, self.right], self.slider, trigger_mode="always_last", **PRIVATE)  # fmt: skip
-        self.zip_btn.click(guard("Download", self.download_zip), self.ctx.analysis, self.zip_file,
-                           api_name="download_zip", api_visibility="undocumented")  # fmt: skip
-        self.api_btn.click(guard("predict", self.predict), [self.ctx.image, self.api_model],
-                           [*self.api_files, self.api_json], api_name="predict")  # fmt: skip
+        gr.on(
+            [self.left.change, self.right.change],
+            guard("Slider", self.render_slider),
+            [self.ctx.analysis, self.left, self.right],
+            self.slider,
+            trigger_mode="always_last",
+            **PRIVATE,
+        )
+        self.zip_btn.click(
+            guard("Download", self.download_zip),
+            self.ctx.analysis,
+            self.zip_file,
+            api_name="download_zip",
+            api_visibility="undocumented",
+        )
+        self.api_btn.click(
+            guard("predict", self.predict),
+            [self.ctx.image, self.api_model],
+            [*self.api_files, self.api_json],
+            api_name="predict",
+        )

@@ -22,13 +22,21 @@ class PseudoTab:
         self.markdown = gr.Markdown()
         with gr.Row():
             self.model = gr.Radio(ctx.models, value=studio.primary, label="Model")
-            self.taus = [gr.Slider(0.0, 0.99, value=primary.task(t).tau, step=0.01, label=f"tau {t}")
-                         for t in self.tasks]  # fmt: skip
+            self.taus = [
+                gr.Slider(0.0, 0.99, value=primary.task(t).tau, step=0.01, label=f"tau {t}")
+                for t in self.tasks
+            ]
         with gr.Row():
             self.panels = [gr.Image(label=f"pseudo label {t}", interactive=False) for t in ctx.task_slots]
         self.curve = gr.Plot(label="Accuracy vs coverage")
-        gr.on([self.model.change, *[s.change for s in self.taus]], guard("Pseudo-label view", self.render),
-              self.inputs, self.outputs, trigger_mode="always_last", **PRIVATE)  # fmt: skip
+        gr.on(
+            [self.model.change, *[s.change for s in self.taus]],
+            guard("Pseudo-label view", self.render),
+            self.inputs,
+            self.outputs,
+            trigger_mode="always_last",
+            **PRIVATE,
+        )
 
     @property
     def inputs(self) -> list:
@@ -50,4 +58,9 @@ class PseudoTab:
 
     def after(self, done, named: bool = False) -> None:
         """Refresh once a new analysis succeeded."""
-        done.success(guard("Pseudo-label view", self.render), self.inputs, self.outputs, **api_opts("render_pseudo", named))
+        done.success(
+            guard("Pseudo-label view", self.render),
+            self.inputs,
+            self.outputs,
+            **api_opts("render_pseudo", named),
+        )

@@ -29,7 +29,9 @@ class TokensTab:
         with gr.Row():
             self.confidence = [gr.Image(label=f"confidence {t}", interactive=False) for t in ctx.task_slots]
         with gr.Row():
-            self.global_maps = [gr.Image(label=f"global-token map {t}", interactive=False) for t in ctx.task_slots]
+            self.global_maps = [
+                gr.Image(label=f"global-token map {t}", interactive=False) for t in ctx.task_slots
+            ]
         with gr.Row():
             self.fine = gr.Image(label="fine-token score map", interactive=False)
             self.affinity = gr.Plot(label="Task affinity A")
@@ -43,17 +45,37 @@ class TokensTab:
 
     @property
     def outputs(self) -> list:
-        return [*self.confidence, *self.global_maps, self.fine, self.affinity, self.self_affinity, self.pca,
-                self.markdown]  # fmt: skip
+        return [
+            *self.confidence,
+            *self.global_maps,
+            self.fine,
+            self.affinity,
+            self.self_affinity,
+            self.pca,
+            self.markdown,
+        ]
 
     def show(self, view: TokensView, request: gr.Request | None) -> list[Any]:
         slots = self.ctx.task_slots
-        images = [view.confidence.get(t) for t in slots] + [view.global_maps.get(t) for t in slots] + [view.fine]
-        return [*self.ctx.pictures(images, request, "tokens"), view.affinity, view.self_affinity, view.pca,
-                view.markdown]  # fmt: skip
+        images = (
+            [view.confidence.get(t) for t in slots] + [view.global_maps.get(t) for t in slots] + [view.fine]
+        )
+        return [
+            *self.ctx.pictures(images, request, "tokens"),
+            view.affinity,
+            view.self_affinity,
+            view.pca,
+            view.markdown,
+        ]
 
-    def render(self, analysis: Analysis | None, model: str, task: str, class_choice: str | None,
-               request: gr.Request = None):  # fmt: skip
+    def render(
+        self,
+        analysis: Analysis | None,
+        model: str,
+        task: str,
+        class_choice: str | None,
+        request: gr.Request = None,
+    ):
         """Confidence, global-token and fine-token maps and the token plots of one model."""
         return self.show(tokens_view(need(analysis), model, task, class_choice), request)
 
@@ -64,9 +86,17 @@ class TokensTab:
 
     def after(self, done, named: bool = False) -> None:
         """Refresh once a new analysis succeeded."""
-        done.success(guard("Tokens view", self.render), self.inputs, self.outputs, **api_opts("render_tokens", named))
+        done.success(
+            guard("Tokens view", self.render), self.inputs, self.outputs, **api_opts("render_tokens", named)
+        )
 
     def _wire(self) -> None:
         self.task.change(self.class_picker, [self.model, self.task], self.fine_class, **PRIVATE)
-        gr.on([self.model.change, self.fine_class.change], guard("Tokens view", self.render), self.inputs,
-              self.outputs, trigger_mode="always_last", **PRIVATE)  # fmt: skip
+        gr.on(
+            [self.model.change, self.fine_class.change],
+            guard("Tokens view", self.render),
+            self.inputs,
+            self.outputs,
+            trigger_mode="always_last",
+            **PRIVATE,
+        )

@@ -23,7 +23,11 @@ def main_file_name(task: TaskInfo) -> str:
 def task_entry(pred: Prediction, task: TaskInfo) -> dict[str, Any]:
     """How a task's main file is encoded, its tau and coverage."""
     _, _, coverage = pred.pseudo(task.name)
-    entry: dict[str, Any] = {"file": main_file_name(task), "tau": task.tau, "coverage_at_tau": round(coverage, 4)}
+    entry: dict[str, Any] = {
+        "file": main_file_name(task),
+        "tau": task.tau,
+        "coverage_at_tau": round(coverage, 4),
+    }
     if task.is_classification:
         entry["encoding"] = "palette PNG, pixel value = class index"
         entry["class_names"] = list(task.class_names)
@@ -35,7 +39,9 @@ def task_entry(pred: Prediction, task: TaskInfo) -> dict[str, Any]:
     return entry
 
 
-def predict_files(studio: Studio, source: Any, model: str | None, folder: Path) -> tuple[list[Path | None], dict]:
+def predict_files(
+    studio: Studio, source: Any, model: str | None, folder: Path
+) -> tuple[list[Path | None], dict]:
     """Run one model; per task of ``studio.api_task_names()`` its main raw file (None where the model
     lacks the task) and the JSON description."""
     studio.require_models()
@@ -43,8 +49,13 @@ def predict_files(studio: Studio, source: Any, model: str | None, folder: Path) 
     loaded = studio.load(source)
     pred = studio.predictor(name).predict(loaded.rgb)
     paths: list[Path | None] = []
-    info: dict[str, Any] = {"model": name, "image_size": list(loaded.size), "latency_ms": round(pred.latency_ms, 1),
-                            "notes": loaded.notes, "tasks": {}}  # fmt: skip
+    info: dict[str, Any] = {
+        "model": name,
+        "image_size": list(loaded.size),
+        "latency_ms": round(pred.latency_ms, 1),
+        "notes": loaded.notes,
+        "tasks": {},
+    }
     for task_name in studio.api_task_names():
         if task_name not in pred.manifest.task_names:
             paths.append(None)

@@ -41,7 +41,11 @@ def _stem(source: Any, index: int) -> str:
 
 def summary_row(pred: Prediction) -> dict[str, Any]:
     """Per task: coverage at the manifest's tau, and the dominant class / depth median / mean normal."""
-    row: dict[str, Any] = {"width": pred.size[0], "height": pred.size[1], "latency_ms": round(pred.latency_ms, 1)}
+    row: dict[str, Any] = {
+        "width": pred.size[0],
+        "height": pred.size[1],
+        "latency_ms": round(pred.latency_ms, 1),
+    }
     for t in pred.tasks:
         _, _, coverage = pred.pseudo(t.name)
         row[f"{t.name} coverage@tau"] = round(coverage, 4)
@@ -52,7 +56,9 @@ def summary_row(pred: Prediction) -> dict[str, Any]:
             row[f"{t.name} median m"] = round(float(np.median(value)), 3)
         else:
             mean = value.reshape(-1, 3).mean(0)
-            row[f"{t.name} mean normal"] = " ".join(f"{c:+.3f}" for c in mean / max(np.linalg.norm(mean), 1e-12))
+            row[f"{t.name} mean normal"] = " ".join(
+                f"{c:+.3f}" for c in mean / max(np.linalg.norm(mean), 1e-12)
+            )
     return row
 
 
@@ -65,8 +71,13 @@ def check_batch(sources: Sequence[Any] | None) -> list[Any]:
     return items
 
 
-def predict_batch(studio: Studio, sources: Sequence[Any] | None, model: str | None, folder: Path,
-                  progress: Callable[[float, str], None] | None = None) -> BatchResult:  # fmt: skip
+def predict_batch(
+    studio: Studio,
+    sources: Sequence[Any] | None,
+    model: str | None,
+    folder: Path,
+    progress: Callable[[float, str], None] | None = None,
+) -> BatchResult:
     """Run ``model`` on every image; ``progress(fraction, text)`` is called before each image."""
     items = check_batch(sources)
     studio.require_models()

@@ -45,23 +45,35 @@ def depth_task(pred: Prediction):
     return task
 
 
-def cloud_view(analysis: Analysis, model: str | None, focal_px: float | None, colour_by: str, folder: Path,
-               min_confidence: float = 0.0) -> CloudView:  # fmt: skip
+def cloud_view(
+    analysis: Analysis,
+    model: str | None,
+    focal_px: float | None,
+    colour_by: str,
+    folder: Path,
+    min_confidence: float = 0.0,
+) -> CloudView:
     """GLB and PLY files of the predicted depth, back-projected with the focal length in use."""
     pred = analysis.prediction(model)
     depth_name = depth_task(pred).name
     seg = next((t for t in pred.tasks if t.is_classification), None)
     focal, source = focal_in_use(analysis, focal_px)
     labels = pred.pred(seg.name) if seg else None
-    colours = vis.colorize_labels(labels, vis.task_palette(seg)) if colour_by == "class" and seg else pred.image
+    colours = (
+        vis.colorize_labels(labels, vis.task_palette(seg)) if colour_by == "class" and seg else pred.image
+    )
     depth = pred.pred(depth_name)
     if min_confidence > 0:
         depth = np.where(pred.confidence(depth_name) > min_confidence, depth, 0.0)
     cloud = back_project(depth, colours, focal, labels)
-    comment = f"HiTTs Studio point cloud, model {pred.model}, focal {focal:.2f} px, OpenCV camera frame, metres"
+    comment = (
+        f"HiTTs Studio point cloud, model {pred.model}, focal {focal:.2f} px, OpenCV camera frame, metres"
+    )
     glb = write_glb(cloud, folder / f"{pred.model}_points.glb")
     ply = write_ply(cloud, folder / f"{pred.model}_points.ply", comment)
     kept = f", depth confidence > {min_confidence:.2f}" if min_confidence > 0 else ""
-    md = (f"{len(cloud):,} points from **{pred.model}** depth{kept}, focal length {focal:.1f} px ({source}), "
-          f"coloured by {colour_by}. PLY: x right, y down, z forward (metres).")  # fmt: skip
+    md = (
+        f"{len(cloud):,} points from **{pred.model}** depth{kept}, focal length {focal:.1f} px ({source}), "
+        f"coloured by {colour_by}. PLY: x right, y down, z forward (metres)."
+    )
     return CloudView(glb, ply, md, len(cloud), focal)

@@ -16,7 +16,9 @@ def token_labels(task: TaskInfo) -> list[str]:
     if task.kind == "depth" and task.bin_centres:
         return [f"bin {i}: {c:.2f} m" for i, c in enumerate(task.bin_centres)]
     if task.normal_centres:
-        return [f"centre {i}: ({x:+.2f}, {y:+.2f}, {z:+.2f})" for i, (x, y, z) in enumerate(task.normal_centres)]
+        return [
+            f"centre {i}: ({x:+.2f}, {y:+.2f}, {z:+.2f})" for i, (x, y, z) in enumerate(task.normal_centres)
+        ]
     return [f"{task.name} {i}" for i in range(task.num_outputs)]
 
 

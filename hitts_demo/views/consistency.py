@@ -92,10 +92,12 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def edge_agreement(seg: np.ndarray, depth: np.ndarray, radius: int = EDGE_TOLERANCE_PX) -> tuple[float, float]:
+def edge_agreement(
+    seg: np.ndarray, depth: np.ndarray, radius: int = EDGE_TOLERANCE_PX
+) -> tuple[float, float]:
     """(share of seg boundary pixels near a depth edge, share of depth edge pixels near a seg boundary)."""
     near_depth, near_seg = dilate(depth, radius), dilate(seg, radius)
-    share = (lambda a, near: float((a & near).sum() / a.sum()) if a.any() else float("nan"))  # noqa: E731
+    share = lambda a, near: float((a & near).sum() / a.sum()) if a.any() else float("nan")  # noqa: E731
     return share(seg, near_depth), share(depth, near_seg)
 
 
@@ -112,16 +114,26 @@ def class_geometry(pred: Prediction, focal_px: float) -> pd.DataFrame:
     for k in np.unique(label):
         sel = label == k
         z = depth[sel]
-        row = {"class": seg.class_names[int(k)], "pixels %": round(100 * sel.mean(), 2),
-               "area m^2": round(float(((z / focal_px) ** 2).sum()), 3),
-               "depth p5 m": round(float(np.percentile(z, 5)), 3), "depth median m": round(float(np.median(z)), 3),
-               "depth p95 m": round(float(np.percentile(z, 95)), 3)}  # fmt: skip
+        row = {
+            "class": seg.class_names[int(k)],
+            "pixels %": round(100 * sel.mean(), 2),
+            "area m^2": round(float(((z / focal_px) ** 2).sum()), 3),
+            "depth p5 m": round(float(np.percentile(z, 5)), 3),
+            "depth median m": round(float(np.median(z)), 3),
+            "depth p95 m": round(float(np.percentile(z, 95)), 3),
+        }
         if normals is not None:
             mean = normals[sel].mean(0)
             unit = mean / max(float(np.linalg.norm(mean)), 1e-12)
             spread = np.degrees(np.arccos(np.clip(normals[sel] @ unit, -1, 1))).mean()
-            row.update({"normal x": round(float(unit[0]), 3), "normal y": round(float(unit[1]), 3),
-                        "normal z": round(float(unit[2]), 3), "normal spread deg": round(float(spread), 1)})  # fmt: skip
+            row.update(
+                {
+                    "normal x": round(float(unit[0]), 3),
+                    "normal y": round(float(unit[1]), 3),
+                    "normal z": round(float(unit[2]), 3),
+                    "normal spread deg": round(float(spread), 1),
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows).sort_values("pixels %", ascending=False, ignore_index=True)
 
@@ -153,11 +165,14 @@ def consistency_view(analysis: Analysis, model: str | None, focal_px: float | No
     seg_near, depth_near = edge_agreement(seg_edge, depth_edge)
     finite = angle[np.isfinite(angle)]
     within = ", ".join(f"{100 * (finite < t).mean():.0f}% under {t:g} deg" for t in ANGLE_THRESHOLDS)
-    md = (f"**{pred.model}**, focal length {focal:.1f} px ({source}). Normals derived from the predicted depth vs "
-          f"the predicted normals: median angle **{np.median(finite):.1f} deg**, {within}. Segmentation boundaries "
-          f"(magenta) near a depth edge (cyan; both: white) within {EDGE_TOLERANCE_PX} px: **{_share(seg_near)}**; "
-          f"depth edges (a jump over {100 * EDGE_REL_JUMP:.0f}% across {span} px) near a boundary: "
-          f"**{_share(depth_near)}**.")  # fmt: skip
+    md = (
+        f"**{pred.model}**, focal length {focal:.1f} px ({source}). Normals derived from the predicted depth vs "
+        f"the predicted normals: median angle **{np.median(finite):.1f} deg**, {within}. Segmentation boundaries "
+        f"(magenta) near a depth edge (cyan; both: white) within {EDGE_TOLERANCE_PX} px: **{_share(seg_near)}**; "
+        f"depth edges (a jump over {100 * EDGE_REL_JUMP:.0f}% across {span} px) near a boundary: "
+        f"**{_share(depth_near)}**."
+    )
     angle_panel = vis.heatmap_panel(np.nan_to_num(angle, nan=0.0), 0.0, MAX_ANGLE_DEG, "deg")[1]
-    return ConsistencyView(angle_panel, _boundary_picture(pred.image, seg_edge, depth_edge),
-                           class_geometry(pred, focal), md)  # fmt: skip
+    return ConsistencyView(
+        angle_panel, _boundary_picture(pred.image, seg_edge, depth_edge), class_geometry(pred, focal), md
+    )

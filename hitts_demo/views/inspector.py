@@ -63,7 +63,10 @@ def _value(pred: Prediction, task: TaskInfo, x: int, y: int) -> dict[str, Any]:
         return {"value": int(v), "class_name": task.class_names[int(v)]}
     if task.kind == "depth":
         return {"value": round(float(v), 4), "unit": "m"}
-    return {"value": [round(float(c), 4) for c in v], "unit": "unit normal, camera frame x right, y down, z forward"}
+    return {
+        "value": [round(float(c), 4) for c in v],
+        "unit": "unit normal, camera frame x right, y down, z forward",
+    }
 
 
 def task_at(pred: Prediction, task: TaskInfo, x: int, y: int) -> dict[str, Any]:
@@ -98,8 +101,11 @@ def mark(image: np.ndarray, x: int, y: int) -> np.ndarray:
 
 
 def _line(model: str, task: str, e: dict[str, Any]) -> str:
-    value = e.get("class_name") or (f"{e['value']:.2f} m" if e.get("unit") == "m" else
-                                    "(" + ", ".join(f"{c:+.2f}" for c in e["value"]) + ")")  # fmt: skip
+    value = e.get("class_name") or (
+        f"{e['value']:.2f} m"
+        if e.get("unit") == "m"
+        else "(" + ", ".join(f"{c:+.2f}" for c in e["value"]) + ")"
+    )
     gate = "n/a" if e["global_gate"] is None else f"{e['global_gate']:.2f}"
     return f"| {model} | {task} | {value} | {e['confidence']:.2f} | {gate} |"
 
@@ -108,14 +114,26 @@ def inspect_pixel(analysis: Analysis, x: Any, y: Any, models: list[str] | None =
     """Every model's (or ``models``') outputs at pixel (x, y) of the analysed image."""
     xi, yi = check_pixel(x, y, analysis.image.shape[1::-1])
     names = [m for m in (models or analysis.predictions) if m in analysis.predictions]
-    report = {m: {t.name: task_at(analysis.predictions[m], t, xi, yi) for t in analysis.predictions[m].tasks}
-              for m in names}  # fmt: skip
+    report = {
+        m: {t.name: task_at(analysis.predictions[m], t, xi, yi) for t in analysis.predictions[m].tasks}
+        for m in names
+    }
     lines = [_line(m, t, e) for m, tasks in report.items() for t, e in tasks.items()]
-    md = (f"Pixel **({xi}, {yi})**. Confidence = max softmax of G'; gate = global-token map M_f at the pixel's "
-          "token cell.\n\n| model | task | value | confidence | gate |\n|---|---|---|---|---|\n" + "\n".join(lines))
-    fine = {t: e for m, tasks in report.items() for t, e in tasks.items() if e["fine_token_scores"] and m == names[0]}
+    md = (
+        f"Pixel **({xi}, {yi})**. Confidence = max softmax of G'; gate = global-token map M_f at the pixel's "
+        "token cell.\n\n| model | task | value | confidence | gate |\n|---|---|---|---|---|\n"
+        + "\n".join(lines)
+    )
+    fine = {
+        t: e
+        for m, tasks in report.items()
+        for t, e in tasks.items()
+        if e["fine_token_scores"] and m == names[0]
+    }
     colours = {t.name: vis.task_palette(t) for t in analysis.predictions[names[0]].tasks} if names else {}
-    figure = plots.fine_scores_figure(fine, colours, f"{names[0] if names else ''}: fine-token scores at ({xi}, {yi})")
+    figure = plots.fine_scores_figure(
+        fine, colours, f"{names[0] if names else ''}: fine-token scores at ({xi}, {yi})"
+    )
     return PixelReport(xi, yi, report, mark(analysis.image, xi, yi), figure, md)
 
 

@@ -79,14 +79,20 @@ def delta_table(runs: list[RunRecord], deltas: dict[str, RunDeltas]) -> pd.DataF
     for run in runs:
         d = deltas[run.name]
         for method in plots.ordered_methods(run.metrics):
-            rows.append({"run": run.name, "method": method_label(method),
-                         f"Delta_MTL % ({PAPER_SET})": round(d.paper.get(method, float("nan")), 2),
-                         f"Delta_MTL % ({ALL_SET})": round(d.all_metrics.get(method, float("nan")), 2)})  # fmt: skip
+            rows.append(
+                {
+                    "run": run.name,
+                    "method": method_label(method),
+                    f"Delta_MTL % ({PAPER_SET})": round(d.paper.get(method, float("nan")), 2),
+                    f"Delta_MTL % ({ALL_SET})": round(d.all_metrics.get(method, float("nan")), 2),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def metrics_view(runs_dir: Path, paper_tables: dict[str, Any], curve_key: str | None,
-                 table_key: str | None) -> MetricsView:  # fmt: skip
+def metrics_view(
+    runs_dir: Path, paper_tables: dict[str, Any], curve_key: str | None, table_key: str | None
+) -> MetricsView:
     """Run comparisons, Delta_MTL, one paper table and learning curves (run records re-read each call)."""
     runs = load_runs(runs_dir)
     keys = log_keys(runs)
@@ -95,21 +101,34 @@ def metrics_view(runs_dir: Path, paper_tables: dict[str, Any], curve_key: str | 
     src = paper_tables[table_key]["source"]
     deltas = {r.name: run_deltas(r) for r in runs}
     problems = [f"{r.name}: {p}" for r in runs for p in r.problems]
-    md = f"{len(runs)} run record(s) in `exports/runs/`. " if runs else "No run records in `exports/runs/` yet. "
+    md = (
+        f"{len(runs)} run record(s) in `exports/runs/`. "
+        if runs
+        else "No run records in `exports/runs/` yet. "
+    )
     md += f"Paper table: *{src['paper']}* ({src['authors']}), Table {src['table']}: {src['caption']}."
     md += "".join(f"\n\n**{name}**: Delta_MTL {d.how}." for name, d in deltas.items())
     if problems:
         md += "\n\nSkipped while reading: " + "; ".join(problems)
     return MetricsView(
         runs=plots.runs_figure(runs, paper_tables),
-        delta=plots.delta_figure({n: d.paper for n, d in deltas.items()}, paper_tables,
-                                 f"Delta_MTL on the paper's metric set ({PAPER_SET})"),
-        delta_all=plots.delta_figure({n: d.all_metrics for n, d in deltas.items()}, {},
-                                     f"Secondary: Delta_MTL over every recorded metric ({ALL_SET})"),
+        delta=plots.delta_figure(
+            {n: d.paper for n, d in deltas.items()},
+            paper_tables,
+            f"Delta_MTL on the paper's metric set ({PAPER_SET})",
+        ),
+        delta_all=plots.delta_figure(
+            {n: d.all_metrics for n, d in deltas.items()},
+            {},
+            f"Secondary: Delta_MTL over every recorded metric ({ALL_SET})",
+        ),
         paper=plots.paper_table_figure(paper_tables[table_key]),
         curves=plots.learning_curves_figure(runs, key),
-        keys=tuple(keys), key=key, table=delta_table(runs, deltas), markdown=md,
-    )  # fmt: skip
+        keys=tuple(keys),
+        key=key,
+        table=delta_table(runs, deltas),
+        markdown=md,
+    )
 
 
 def table_choices(paper_tables: dict[str, Any]) -> list[tuple[str, str]]:

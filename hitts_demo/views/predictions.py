@@ -43,10 +43,15 @@ def _model_choices(name: str, m: Manifest, prefix: str) -> dict[str, SliderView]
     views = {}
     for t in m.tasks:
         main = f"{t.name} overlay" if t.is_classification else t.name
-        views[prefix + main] = SliderView({"depth": "depth", "normals": "normals"}.get(t.kind, "overlay"), name, t.name)
+        views[prefix + main] = SliderView(
+            {"depth": "depth", "normals": "normals"}.get(t.kind, "overlay"), name, t.name
+        )
     for t in m.tasks:
         views[f"{prefix}confidence {t.name}"] = SliderView("confidence", name, t.name)
-    for kind, label, output in (("global", "global-token map", "global_score"), ("fine", "fine-token map", "fine_scores")):
+    for kind, label, output in (
+        ("global", "global-token map", "global_score"),
+        ("fine", "fine-token map", "fine_scores"),
+    ):
         for t in m.tasks:
             if m.has_tokens and m.has_output(f"{t.name}_{output}"):
                 views[f"{prefix}{label} {t.name}"] = SliderView(kind, name, t.name)
@@ -108,17 +113,29 @@ def summary_markdown(analysis: Analysis, providers: dict[str, list[str]]) -> str
     parts = [f"Image {w}x{h} ({analysis.source})."]
     parts += [f"{n}." for n in analysis.notes]
     for name, pred in analysis.predictions.items():
-        parts.append(f"**{name}** ({pred.variant}): {pred.latency_ms:.0f} ms ({', '.join(providers.get(name, []))}).")
+        parts.append(
+            f"**{name}** ({pred.variant}): {pred.latency_ms:.0f} ms ({', '.join(providers.get(name, []))})."
+        )
     return " ".join(parts)
 
 
-def predictions_view(analysis: Analysis, choices: dict[str, SliderView], left: str, right: str,
-                     task_slots: list[str], providers: dict[str, list[str]]) -> PredictionsView:  # fmt: skip
+def predictions_view(
+    analysis: Analysis,
+    choices: dict[str, SliderView],
+    left: str,
+    right: str,
+    task_slots: list[str],
+    providers: dict[str, list[str]],
+) -> PredictionsView:
     """Every model x task panel (``task_slots``: the union of the models' tasks) and the slider pair."""
     panels = {}
     for name, pred in analysis.predictions.items():
         for task in task_slots:
             has = task in pred.manifest.task_names
             panels[(name, task)] = task_panel(pred, pred.manifest.task(task)) if has else None
-    return PredictionsView(summary_markdown(analysis, providers), slider_image(analysis, choices, left),
-                           slider_image(analysis, choices, right), panels)  # fmt: skip
+    return PredictionsView(
+        summary_markdown(analysis, providers),
+        slider_image(analysis, choices, left),
+        slider_image(analysis, choices, right),
+        panels,
+    )

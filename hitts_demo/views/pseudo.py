@@ -40,8 +40,9 @@ def pseudo_view(analysis: Analysis, model: str | None, taus: dict[str, float]) -
         line = f"| {t.name} | {tau:.2f} | {100 * coverage:.1f}% |"
         gt = analysis.ground_truth.get(t.name)
         if gt is not None:
-            acc, cov = pp.accuracy_coverage(label, pred.confidence(t.name), pp.target_to_index(t, gt),
-                                            np.append(TAU_GRID, tau))  # fmt: skip
+            acc, cov = pp.accuracy_coverage(
+                label, pred.confidence(t.name), pp.target_to_index(t, gt), np.append(TAU_GRID, tau)
+            )
             curves[t.name] = (TAU_GRID, acc[:-1], cov[:-1])
             current[t.name] = (tau, float(np.nan_to_num(acc[-1])), float(cov[-1]))
             line += f" {_pct(acc[-1])} |"
@@ -51,5 +52,8 @@ def pseudo_view(analysis: Analysis, model: str | None, taus: dict[str, float]) -
     note = "Pseudo label = argmax softmax(G'); kept where confidence > tau (hatched grey: rejected). " + (
         f"Ground truth: {analysis.source}." if analysis.ground_truth else "No ground truth for an upload."
     )
-    return PseudoView(panels, f"**{pred.model}**. {note}\n\n" + HEADER + "\n".join(rows),
-                      plots.accuracy_coverage_figure(curves, current))  # fmt: skip
+    return PseudoView(
+        panels,
+        f"**{pred.model}**. {note}\n\n" + HEADER + "\n".join(rows),
+        plots.accuracy_coverage_figure(curves, current),
+    )

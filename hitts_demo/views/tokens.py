@@ -32,12 +32,16 @@ class TokensView:
 def _explain(analysis: Analysis, model: str, task: str, what: str) -> str:
     if not analysis.predictions[model].has_tokens:
         return f"**{model}** exports no task tokens: only confidence maps are shown."
-    return (f"**{model}**. Confidence = max softmax of G' per pixel. Global-token map = M_f = "
-            f"sigmoid(<F', theta'>). Fine-token map of **{task}** ({what}) = softplus(phi . F'), shown "
-            "relative to its maximum.")  # fmt: skip
+    return (
+        f"**{model}**. Confidence = max softmax of G' per pixel. Global-token map = M_f = "
+        f"sigmoid(<F', theta'>). Fine-token map of **{task}** ({what}) = softplus(phi . F'), shown "
+        "relative to its maximum."
+    )
 
 
-def tokens_view(analysis: Analysis, model: str | None, task: str | None, class_choice: str | None) -> TokensView:
+def tokens_view(
+    analysis: Analysis, model: str | None, task: str | None, class_choice: str | None
+) -> TokensView:
     """The view of one model; the fine-token map of ``task``'s class ``class_choice`` (or the max)."""
     pred = analysis.prediction(model)
     confidence, global_maps = {}, {}
@@ -55,9 +59,11 @@ def tokens_view(analysis: Analysis, model: str | None, task: str | None, class_c
     colours = {t.name: vis.task_palette(t) for t in pred.tasks}
     what = "max over classes" if index is None else f"class {class_choice!r}"
     return TokensView(
-        confidence, global_maps, fine_panel,
+        confidence,
+        global_maps,
+        fine_panel,
         plots.affinity_figure(pred.affinity, pred.manifest.task_names),
         plots.token_self_affinity_figure(tokens, names),
         plots.token_pca_figure(analysis.token_history.get(pred.model, []), names, colours),
         _explain(analysis, pred.model, task_name, what),
-    )  # fmt: skip
+    )

@@ -37,14 +37,35 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 OPSET = 18
 NYUD_CLASSES = (
-    "bed", "books", "ceiling", "chair", "floor", "furniture", "objects",
-    "picture", "sofa", "table", "tv", "wall", "window",
-)  # fmt: skip
+    "bed",
+    "books",
+    "ceiling",
+    "chair",
+    "floor",
+    "furniture",
+    "objects",
+    "picture",
+    "sofa",
+    "table",
+    "tv",
+    "wall",
+    "window",
+)
 NYUD_PALETTE = (
-    (0, 0, 255), (232, 88, 47), (0, 217, 0), (148, 0, 240), (222, 241, 23), (255, 205, 205),
-    (0, 223, 228), (106, 135, 204), (116, 28, 41), (240, 35, 235), (0, 166, 156), (249, 139, 0),
+    (0, 0, 255),
+    (232, 88, 47),
+    (0, 217, 0),
+    (148, 0, 240),
+    (222, 241, 23),
+    (255, 205, 205),
+    (0, 223, 228),
+    (106, 135, 204),
+    (116, 28, 41),
+    (240, 35, 235),
+    (0, 166, 156),
+    (249, 139, 0),
     (225, 228, 194),
-)  # fmt: skip
+)
 DEPTH_BINS = 30
 DEPTH_RANGE_M = (0.5, 10.0)
 NORMAL_CENTRES = 20
@@ -63,13 +84,29 @@ def nyud_task_entries(seed: int = 0) -> list[dict]:
     centres[:, 2] = -np.abs(centres[:, 2])  # facing the camera (camera looks along +z)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     return [
-        {"name": "semseg", "kind": "segmentation", "num_outputs": len(NYUD_CLASSES),
-         "class_names": list(NYUD_CLASSES), "palette": [list(c) for c in NYUD_PALETTE], "tau": 0.9},
-        {"name": "depth", "kind": "depth", "num_outputs": DEPTH_BINS,
-         "bin_centres": [round(float(b), 6) for b in bins], "tau": 0.45},
-        {"name": "normals", "kind": "normals", "num_outputs": NORMAL_CENTRES,
-         "normal_centres": [[round(float(v), 6) for v in c] for c in centres], "tau": 0.6},
-    ]  # fmt: skip
+        {
+            "name": "semseg",
+            "kind": "segmentation",
+            "num_outputs": len(NYUD_CLASSES),
+            "class_names": list(NYUD_CLASSES),
+            "palette": [list(c) for c in NYUD_PALETTE],
+            "tau": 0.9,
+        },
+        {
+            "name": "depth",
+            "kind": "depth",
+            "num_outputs": DEPTH_BINS,
+            "bin_centres": [round(float(b), 6) for b in bins],
+            "tau": 0.45,
+        },
+        {
+            "name": "normals",
+            "kind": "normals",
+            "num_outputs": NORMAL_CENTRES,
+            "normal_centres": [[round(float(v), 6) for v in c] for c in centres],
+            "tau": 0.6,
+        },
+    ]
 
 
 class _Graph:
@@ -127,7 +164,9 @@ def _output_shapes(tasks: list[dict], height: int, width: int, has_tokens: bool)
     h, w = height // FEATURE_STRIDE, width // FEATURE_STRIDE
     shapes: dict[str, list[int]] = {}
     for t in tasks:
-        pred = {"depth": [1, 1, height, width], "normals": [1, 3, height, width]}.get(t["kind"], [1, height, width])
+        pred = {"depth": [1, 1, height, width], "normals": [1, 3, height, width]}.get(
+            t["kind"], [1, height, width]
+        )
         shapes[f"{t['name']}_pred"] = pred
         shapes[f"{t['name']}_confidence"] = [1, height, width]
         shapes[f"{t['name']}_label"] = [1, height, width]
@@ -140,8 +179,9 @@ def _output_shapes(tasks: list[dict], height: int, width: int, has_tokens: bool)
     return shapes
 
 
-def build_model(tasks: list[dict], height: int, width: int, has_tokens: bool, seed: int,
-                opset: int = OPSET) -> onnx.ModelProto:  # fmt: skip
+def build_model(
+    tasks: list[dict], height: int, width: int, has_tokens: bool, seed: int, opset: int = OPSET
+) -> onnx.ModelProto:
     """The fake multi-task graph (see the module docstring), checked with ``onnx.checker``."""
     g = _Graph(np.random.default_rng(seed))
     ys, xs = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
@@ -164,7 +204,9 @@ def build_model(tasks: list[dict], height: int, width: int, has_tokens: bool, se
     ]
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])
     graph = helper.make_graph(g.nodes, "fake_hitts", [image], outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fake_export")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fake_export"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -177,14 +219,24 @@ def fp16_rounded(model: onnx.ModelProto) -> onnx.ModelProto:
     for i, init in enumerate(out.graph.initializer):
         arr = numpy_helper.to_array(init)
         if arr.dtype == np.float32:
-            out.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr.astype(np.float16).astype(np.float32),
-                                                                      init.name))  # fmt: skip
+            out.graph.initializer[i].CopyFrom(
+                numpy_helper.from_array(arr.astype(np.float16).astype(np.float32), init.name)
+            )
     return out
 
 
-def make_fake_export(out_dir: str | Path, arch: str = "hitts", height: int = 64, width: int = 96, *,
-                     name: str | None = None, tasks: list[dict] | None = None, seed: int = 0,
-                     opset: int = OPSET, fp16: bool = False) -> Path:  # fmt: skip
+def make_fake_export(
+    out_dir: str | Path,
+    arch: str = "hitts",
+    height: int = 64,
+    width: int = 96,
+    *,
+    name: str | None = None,
+    tasks: list[dict] | None = None,
+    seed: int = 0,
+    opset: int = OPSET,
+    fp16: bool = False,
+) -> Path:
     """Write ``model.onnx`` + ``manifest.json`` (and ``model_fp16.onnx`` with ``fp16``) into ``out_dir``.
 
     arch: "hitts" exports the token outputs (``has_tokens``: true); "mtl"/"stl" only per-task
@@ -199,14 +251,32 @@ def make_fake_export(out_dir: str | Path, arch: str = "hitts", height: int = 64,
     model = build_model(tasks, height, width, has_tokens, seed, opset)
     onnx.save(model, str(out / "model.onnx"))
     manifest = {
-        "format_version": 1, "name": name or arch, "arch": arch, "backbone": "fake", "onnx_file": "model.onnx",
+        "format_version": 1,
+        "name": name or arch,
+        "arch": arch,
+        "backbone": "fake",
+        "onnx_file": "model.onnx",
         "opset": opset,
-        "input": {"name": "image", "height": height, "width": width, "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD)},
-        "tasks": tasks, "outputs": _output_shapes(tasks, height, width, has_tokens),
-        "has_tokens": has_tokens, "has_affinity": has_tokens,
-        "trained_on": {"dataset": "synthetic", "setting": "one-label", "num_train": 0, "notes": "fake test export"},
-        "metrics": {"semseg": {"miou": 0.1, "pacc": 0.2}, "delta_mtl": 0.0}, "parity": {},
-    }  # fmt: skip
+        "input": {
+            "name": "image",
+            "height": height,
+            "width": width,
+            "mean": list(IMAGE_MEAN),
+            "std": list(IMAGE_STD),
+        },
+        "tasks": tasks,
+        "outputs": _output_shapes(tasks, height, width, has_tokens),
+        "has_tokens": has_tokens,
+        "has_affinity": has_tokens,
+        "trained_on": {
+            "dataset": "synthetic",
+            "setting": "one-label",
+            "num_train": 0,
+            "notes": "fake test export",
+        },
+        "metrics": {"semseg": {"miou": 0.1, "pacc": 0.2}, "delta_mtl": 0.0},
+        "parity": {},
+    }
     if fp16:
         onnx.save(fp16_rounded(model), str(out / "model_fp16.onnx"))
         manifest["quantized"] = {"fp16": {"file": "model_fp16.onnx", "parity": {}, "size_mb": 0.01}}
@@ -214,8 +284,9 @@ def make_fake_export(out_dir: str | Path, arch: str = "hitts", height: int = 64,
     return out
 
 
-def make_fake_gallery_item(gallery_dir: str | Path, name: str = "synthetic_000", height: int = 120, width: int = 160,
-                           seed: int = 0) -> Path:  # fmt: skip
+def make_fake_gallery_item(
+    gallery_dir: str | Path, name: str = "synthetic_000", height: int = 120, width: int = 160, seed: int = 0
+) -> Path:
     """A synthetic gallery item: ``rgb.png``, ``semseg.png`` (255 = ignore), ``depth.png`` (uint16 mm,
     0 = missing) and ``normals.png`` (uint8 RGB, (n + 1) / 2 * 255)."""
     rng = np.random.default_rng(seed)
@@ -243,10 +314,16 @@ def fake_method_metrics(miou: float, abs_err: float, mean_angle: float, delta: f
     return {
         "semseg": {"miou": miou, "pacc": miou + 20},
         "depth": {"abs_err": abs_err, "rel_err": abs_err / 3, "rmse": abs_err * 1.4},
-        "normals": {"mean_angle": mean_angle, "median_angle": mean_angle - 5, "rmse_angle": mean_angle + 8,
-                    "within_11_25": 20.0, "within_22_5": 40.0, "within_30": 50.0},
+        "normals": {
+            "mean_angle": mean_angle,
+            "median_angle": mean_angle - 5,
+            "rmse_angle": mean_angle + 8,
+            "within_11_25": 20.0,
+            "within_22_5": 40.0,
+            "within_30": 50.0,
+        },
         "delta_mtl": delta,
-    }  # fmt: skip
+    }
 
 
 def make_fake_runs(runs_dir: str | Path, run_name: str = "fake-run", epochs: int = 4) -> Path:
@@ -258,15 +335,29 @@ def make_fake_runs(runs_dir: str | Path, run_name: str = "fake-run", epochs: int
         "mtl": fake_method_metrics(22.0, 0.75, 36.0, 1.0),
         "hitts": fake_method_metrics(25.0, 0.70, 33.0, 6.0),
         "hitts_pseudo": fake_method_metrics(27.0, 0.66, 32.0, 9.0),
-        "_meta": {"dataset": "synthetic", "setting": "one-label", "seed": 0, "wall_time_s": {"stl": 10.0},
-                  "config": {"stage": 1}},
-    }  # fmt: skip
+        "_meta": {
+            "dataset": "synthetic",
+            "setting": "one-label",
+            "seed": 0,
+            "wall_time_s": {"stl": 10.0},
+            "config": {"stage": 1},
+        },
+    }
     (run / "metrics.json").write_text(json.dumps(metrics, indent=1))
     lines = []
     for epoch in range(epochs):
-        lines.append({"epoch": epoch, "hitts/lr": 5e-4, "hitts/train/L_s": 2.0 / (epoch + 1),
-                      "hitts/train/total": 2.5 / (epoch + 1), "mtl/train/total": 2.4 / (epoch + 1)})  # fmt: skip
-        lines.append({"epoch": epoch, "split": "val", "semseg/miou": 5.0 * epoch, "depth/abs_err": 1 - 0.1 * epoch})
+        lines.append(
+            {
+                "epoch": epoch,
+                "hitts/lr": 5e-4,
+                "hitts/train/L_s": 2.0 / (epoch + 1),
+                "hitts/train/total": 2.5 / (epoch + 1),
+                "mtl/train/total": 2.4 / (epoch + 1),
+            }
+        )
+        lines.append(
+            {"epoch": epoch, "split": "val", "semseg/miou": 5.0 * epoch, "depth/abs_err": 1 - 0.1 * epoch}
+        )
     (run / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{not json\n")
     return run
 

@@ -125,8 +125,11 @@ def test_documented_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     assert set(api["named_endpoints"]) == {"/predict", "/inspect", "/predict_batch"}
     params = {k: [p["parameter_name"] for p in v["parameters"]] for k, v in api["named_endpoints"].items()}
-    assert params == {"/predict": ["image", "model"], "/inspect": ["image", "model", "x", "y"],
-                      "/predict_batch": ["images", "model"]}  # fmt: skip
+    assert params == {
+        "/predict": ["image", "model"],
+        "/inspect": ["image", "model", "x", "y"],
+        "/predict_batch": ["images", "model"],
+    }
 
 
 def test_predict_endpoint_one_file_per_task(client, frame):
@@ -176,8 +179,9 @@ def test_gallery_item_with_ground_truth(client):
 
 
 def test_metrics_view(client):
-    runs, delta, table, delta_all, paper, curves, picker, md = client.predict("total", "table5",
-                                                                              api_name="/render_metrics")  # fmt: skip
+    runs, delta, table, delta_all, paper, curves, picker, md = client.predict(
+        "total", "table5", api_name="/render_metrics"
+    )
     assert "1 run record(s)" in md and "Table 5" in md and "skipped" in md.lower()
     assert picker["value"] == "hitts/train/total"  # an unknown key: the picker opens on the total loss
     assert "paper's set" in md and table["headers"][2] == "Delta_MTL % (paper metric set)"
@@ -194,8 +198,9 @@ def test_inspect_endpoint(client, frame):
 
 def test_predict_batch_endpoint(client, frame, server):
     small = save(server[1], "small.png", Image.new("RGB", (40, 30), (10, 200, 30)))
-    zipped, table, md = client.predict([handle_file(str(frame)), handle_file(str(small))], "mtl",
-                                       api_name="/predict_batch")  # fmt: skip
+    zipped, table, md = client.predict(
+        [handle_file(str(frame)), handle_file(str(small))], "mtl", api_name="/predict_batch"
+    )
     with zipfile.ZipFile(zipped) as zf:
         names = zf.namelist()
     assert "summary.csv" in names and any(n.endswith("/mtl/depth_mm.png") for n in names)
@@ -332,8 +337,12 @@ def test_a_broken_export_is_reported_at_start_up(tmp_path):
     (exports / "mtl" / "model.onnx").write_bytes((exports / "mtl" / "model.onnx").read_bytes()[:1000])
     port = free_port()
     log = tmp_path / "app.log"
-    proc = subprocess.Popen([sys.executable, "app.py", "--exports", str(exports), "--port", str(port)], cwd=REPO,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--exports", str(exports), "--port", str(port)],
+        cwd=REPO,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/", proc, log)
         assert "export mtl not loaded" in log.read_text() and "truncated" in log.read_text()

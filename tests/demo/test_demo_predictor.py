@@ -345,9 +345,18 @@ def test_raw_zip_contents(exports_root, tmp_path):
     path = write_raw_zip(analysis.predictions, tmp_path / "out.zip")
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
-        assert {"README.txt", "input.png", "hitts/semseg_pred.png", "hitts/semseg_classes.json", "hitts/depth_mm.png",
-                "hitts/depth_m.npy", "hitts/normals.npy", "hitts/semseg_confidence.npy", "hitts/outputs.npz",
-                "mtl/depth_mm.png"} <= names  # fmt: skip
+        assert {
+            "README.txt",
+            "input.png",
+            "hitts/semseg_pred.png",
+            "hitts/semseg_classes.json",
+            "hitts/depth_mm.png",
+            "hitts/depth_m.npy",
+            "hitts/normals.npy",
+            "hitts/semseg_confidence.npy",
+            "hitts/outputs.npz",
+            "mtl/depth_mm.png",
+        } <= names
         assert "MILLIMETRES" in zf.read("README.txt").decode()
         depth_m = np.load(io.BytesIO(zf.read("hitts/depth_m.npy")))
         mm = np.asarray(Image.open(io.BytesIO(zf.read("hitts/depth_mm.png"))))
@@ -405,7 +414,9 @@ def test_glb_and_ply_written_and_parseable(tmp_path):
     np.testing.assert_array_equal(raw["label"], labels.ravel())
     np.testing.assert_array_equal(np.stack([raw["red"], raw["green"], raw["blue"]], -1), cloud.rgb)
     empty = back_project(np.zeros((4, 4), np.float32), colours[:4, :4], 10.0)
-    (one,) = trimesh.load(write_glb(empty, tmp_path / "e.glb"), file_type="glb", process=False).geometry.values()
+    (one,) = trimesh.load(
+        write_glb(empty, tmp_path / "e.glb"), file_type="glb", process=False
+    ).geometry.values()
     assert len(one.vertices) == 1
 
 
@@ -473,9 +484,15 @@ def test_gallery_item_drives_the_accuracy_curve(exports_root, nyuv2_mini_root):
 def test_run_records_are_read_tolerantly(tmp_path):
     run = tmp_path / "runs" / "r1"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"hitts": {"semseg": {"miou": 0.3, "bad": "x", "unknown": 1.0},
-                                                            "delta_mtl": 5.0},
-                                                  "mtl": "not a dict", "_meta": {"dataset": "nyud", "wall_time_s": {"stl": 3}}}))  # fmt: skip
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {
+                "hitts": {"semseg": {"miou": 0.3, "bad": "x", "unknown": 1.0}, "delta_mtl": 5.0},
+                "mtl": "not a dict",
+                "_meta": {"dataset": "nyud", "wall_time_s": {"stl": 3}},
+            }
+        )
+    )
     (run / "log.jsonl").write_text(
         '{"epoch": 0, "split": "train", "total": 1.0}\n[1, 2]\n{oops\n\n{"epoch": 1, "L_s": 0.5}\n'
     )
@@ -517,8 +534,16 @@ def test_paper_tables_match_the_method_notes():
         3.45,
     )
     pascal = next(r for r in t["table4"]["rows"] if r["model"] == "Ours" and r["setting"] == "one-label")
-    assert [pascal["metrics"][k][m] for k, m in [("semseg", "miou"), ("human_parts", "miou"), ("normals", "mean_angle"),
-                                                 ("sal", "miou"), ("edge", "odsf")]] == [56.3, 57.3, 15.4, 63.0, 68.5]  # fmt: skip
+    assert [
+        pascal["metrics"][k][m]
+        for k, m in [
+            ("semseg", "miou"),
+            ("human_parts", "miou"),
+            ("normals", "mean_angle"),
+            ("sal", "miou"),
+            ("edge", "odsf"),
+        ]
+    ] == [56.3, 57.3, 15.4, 63.0, 68.5]
     deltas = {r["model"]: r["delta_mtl"] for r in t["table5"]["rows"]}
     assert (
         deltas["HiTTs"],

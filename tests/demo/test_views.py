@@ -71,9 +71,13 @@ def test_inspector_reads_the_kept_maps_at_the_pixel(analysis):
     assert np.linalg.norm(hitts["normals"]["value"]) == pytest.approx(1.0, abs=1e-3)
     assert hitts["depth"]["confidence"] == pytest.approx(float(pred.confidence("depth")[20, 30]), abs=1e-4)
     r, c = token_cell(30, 20, pred.size, pred.outputs["semseg_fine_scores"].shape)
-    np.testing.assert_allclose(hitts["semseg"]["fine_token_scores"], pred.outputs["semseg_fine_scores"][:, r, c], atol=1e-4)
+    np.testing.assert_allclose(
+        hitts["semseg"]["fine_token_scores"], pred.outputs["semseg_fine_scores"][:, r, c], atol=1e-4
+    )
     assert len(hitts["depth"]["fine_token_scores"]) == 30 and len(hitts["normals"]["fine_token_scores"]) == 20
-    assert hitts["semseg"]["global_gate"] == pytest.approx(float(pred.outputs["semseg_global_score"][r, c]), abs=1e-4)
+    assert hitts["semseg"]["global_gate"] == pytest.approx(
+        float(pred.outputs["semseg_global_score"][r, c]), abs=1e-4
+    )
     assert mtl["semseg"]["global_gate"] is None and mtl["semseg"]["fine_token_scores"] == []
     assert (report.marked[20, 30 + 7] != analysis.image[20, 30 + 7]).any()  # the ring is drawn
     assert len(report.figure.data) == 3  # one bar chart per task
@@ -110,17 +114,32 @@ def test_batch_zip_and_summary(studio, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     seen = []
-    result = predict_batch(studio, [str(good), str(bad), png_bytes(np.zeros((20, 20, 3), np.uint8))], "mtl",
-                           tmp_path, lambda f, text: seen.append(f))  # fmt: skip
+    result = predict_batch(
+        studio,
+        [str(good), str(bad), png_bytes(np.zeros((20, 20, 3), np.uint8))],
+        "mtl",
+        tmp_path,
+        lambda f, text: seen.append(f),
+    )
     assert seen == [0.0, pytest.approx(1 / 3), pytest.approx(2 / 3)]
     with zipfile.ZipFile(result.zip_path) as zf:
         names = set(zf.namelist())
-        assert {"README.txt", "summary.csv", "00_room_one/input.png", "00_room_one/mtl/depth_mm.png",
-                "00_room_one/mtl/semseg_pred.png", "02_image/mtl/normals.npy"} <= names  # fmt: skip
+        assert {
+            "README.txt",
+            "summary.csv",
+            "00_room_one/input.png",
+            "00_room_one/mtl/depth_mm.png",
+            "00_room_one/mtl/semseg_pred.png",
+            "02_image/mtl/normals.npy",
+        } <= names
         assert not any(n.startswith("01_") for n in names)
         csv = pd.read_csv(io.BytesIO(zf.read("summary.csv")))
     assert list(csv["image"]) == ["00_room_one", "01_notes", "02_image"]
-    assert "not an image" in csv.loc[1, "error"] and csv["error"].isna()[[0, 2]].all() and csv.loc[0, "width"] == 40
+    assert (
+        "not an image" in csv.loc[1, "error"]
+        and csv["error"].isna()[[0, 2]].all()
+        and csv.loc[0, "width"] == 40
+    )
     assert csv.loc[0, "semseg dominant class"] in studio.manifests["mtl"].task("semseg").class_names
     assert "2 of 3" in result.markdown
 
@@ -175,7 +194,9 @@ def test_consistency_view_and_class_geometry(analysis):
     z = pred.pred("depth")[label == k]
     assert top["depth median m"] == pytest.approx(float(np.median(z)), abs=1e-3)
     assert top["area m^2"] == pytest.approx(float(((z / default_focal(80)) ** 2).sum()), rel=1e-3)
-    assert np.linalg.norm(table[["normal x", "normal y", "normal z"]].to_numpy(float), axis=1) == pytest.approx(1.0, abs=2e-3)
+    assert np.linalg.norm(
+        table[["normal x", "normal y", "normal z"]].to_numpy(float), axis=1
+    ) == pytest.approx(1.0, abs=2e-3)
 
 
 # --- 3D: EXIF focal length and the confidence threshold -------------------------------------------
@@ -215,7 +236,9 @@ def test_run_deltas_on_the_paper_metric_set_by_hand():
     stl = fake_method_metrics(20.0, 0.80, 35.0, 0.0)
     mtl = fake_method_metrics(22.0, 0.80, 35.0, 99.0)
     mtl["depth"] = dict(stl["depth"], abs_err=0.75)
-    run = RunRecord("r", metrics={"stl": stl, "mtl": mtl}, meta={"dataset": "synthetic", "setting": "one-label"})
+    run = RunRecord(
+        "r", metrics={"stl": stl, "mtl": mtl}, meta={"dataset": "synthetic", "setting": "one-label"}
+    )
     deltas = run_deltas(run)
     assert deltas.paper["mtl"] == pytest.approx((10 + 5 + 6.25) / 9, abs=1e-9)
     assert deltas.paper["mtl"] == pytest.approx(delta_mtl(mtl, stl, metric_set_for("nyud", "one-label")))
