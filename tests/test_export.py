@@ -81,3 +81,26 @@ def test_reduced_precision_variants_carry_their_own_parity(exported: dict[str, P
         assert {o.name for o in sess.get_outputs()} == set(manifest["outputs"])
         assert variant["parity"]["semseg_label"]["agreement"] > 0.9
         assert variant["parity"]["depth_pred"]["max_abs_diff"] < 0.5  # metres
+
+
+def test_topological_sort_puts_producers_first() -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from trainer.export import topological_sort
+
+    a = helper.make_node("Relu", ["x"], ["a"], name="a")
+    b = helper.make_node("Neg", ["a"], ["b"], name="b")
+    c = helper.make_node("Add", ["a", "b"], ["y"], name="c")
+    graph = helper.make_graph(
+        [c, b, a],  # consumers before producers, as the fp16 converter leaves its output Casts
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(model)
+    topological_sort(model.graph)
+    assert [n.name for n in model.graph.node] == ["a", "b", "c"]
+    onnx.checker.check_model(model)

@@ -279,9 +279,30 @@ def _variant(
 
 
 def _make_fp16(src: Path, dst: Path) -> None:
+    """fp16 weights and arithmetic, fp32 inputs and outputs; nodes re-sorted (the converter appends
+    its output Casts after their consumers, which ONNX Runtime accepts and ``onnx.checker`` refuses)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    topological_sort(model.graph)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(dst))
+
+
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` in place so that every node follows the producers of its inputs."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise ValueError(f"graph has a cycle or a missing input near node {pending[0].name!r}")
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        pending = [n for n in pending if all(name not in available for name in n.output)]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def _make_int8(src: Path, dst: Path) -> None:
