@@ -17,6 +17,7 @@ SETTINGS = ("one-label", "random-labels", "full-labels", "few-shot")
 DATASETS = ("nyud", "cityscapes", "pascal", "synthetic", "nyuv2-mini")
 PRESETS = ("paper", "smoke", "cpu")
 HEADS = ("auto", "conv", "mtan", "aspp")
+ATTENTION_QUERIES = ("auto", "full", "reduced")
 LR_SCHEDULES = ("step", "poly")
 EVAL_SPLITS = ("val", "test")
 LOSS_FORMS = ("paper", "authors")
@@ -69,14 +70,25 @@ class ModelConfig:
     dilated: bool = False
     head: str = "auto"
     aspp_rates: tuple[int, ...] = (12, 24, 36)
+    attention_queries: str = "auto"
+    scale_ffn: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("backbone", self.backbone, BACKBONES)
         _check_choice("head", self.head, HEADS)
+        _check_choice("attention_queries", self.attention_queries, ATTENTION_QUERIES)
         object.__setattr__(self, "aspp_rates", tuple(int(r) for r in self.aspp_rates))  # JSON gives a list
         if self.dilated and self.backbone != "resnet18":
             raise ValueError(f"dilated is only supported for resnet18, not {self.backbone}")
+
+
+    @property
+    def resolved_attention_queries(self) -> str:
+        """"full" or "reduced" ("auto": reduced for multi-scale models)."""
+        if self.attention_queries != "auto":
+            return self.attention_queries
+        return "reduced" if self.multi_scale else "full"
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,7 @@ from .hitts import HiTTs
 __all__ = ["HiTTs", "MTL", "STL", "build_model", "count_parameters"]
 
 log = logging.getLogger(__name__)
-RANDOM_RESNET_WARNING = (
-    "ResNet-18 randomly initialised: the paper uses ImageNet weights; pass --set model.backbone_checkpoint=PATH"
-)
+RANDOM_RESNET_WARNING = "ResNet-18 randomly initialised: the paper uses ImageNet weights; pass --set model.backbone_checkpoint=PATH"
 
 
 def build_model(cfg: ModelConfig, specs: Sequence[TaskSpec]) -> nn.Module:
@@ -66,6 +64,8 @@ def build_model(cfg: ModelConfig, specs: Sequence[TaskSpec]) -> nn.Module:
         gate_channel_scale=cfg.gate_channel_scale,
         train_global_tokens=cfg.train_global_tokens,
         head_reads_shared=cfg.head_reads_shared,
+        scale_ffn=cfg.scale_ffn,
+        reduced_queries=cfg.resolved_attention_queries == "reduced",
     )
 
 
