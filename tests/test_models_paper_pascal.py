@@ -121,6 +121,7 @@ def test_paper_preset_for_pascal_is_the_authors_network() -> None:
             (12, 24, 36),
         )
         assert m.width == 256 and m.multi_scale and m.pretrained and m.backbone_checkpoint is None
+        assert m.attention_reduction == 2 and m.resolved_attention_queries == "reduced"
     nyud = preset_config("paper", "nyud", "one-label").model  # SegNet presets are unchanged
     assert (nyud.backbone, nyud.dilated, nyud.head) == ("segnet", False, "auto")
     assert ModelConfig().head == "auto" and not ModelConfig().dilated
