@@ -123,12 +123,9 @@ def make_train_step(
     return step, model
 
 
-def _make_step(arch: str, args: argparse.Namespace):
-    """``make_train_step`` with the command line's settings; returns (step, parameter count)."""
-    from trainer.models import count_parameters
-
-    step, model = make_train_step(
-        arch,
+def _step_kwargs(args: argparse.Namespace) -> dict:
+    """``make_train_step`` keyword arguments from the command line."""
+    return dict(
         backbone=args.backbone,
         dataset=args.dataset,
         batch=args.batch,
@@ -143,6 +140,13 @@ def _make_step(arch: str, args: argparse.Namespace):
         compile_backend=args.compile,
         model_overrides=_overrides(args.set),
     )
+
+
+def _make_step(arch: str, args: argparse.Namespace):
+    """``make_train_step`` with the command line's settings; returns (step, parameter count)."""
+    from trainer.models import count_parameters
+
+    step, model = make_train_step(arch, **_step_kwargs(args))
     return step, count_parameters(model)
 
 
@@ -159,22 +163,12 @@ def _overrides(items: list[str]) -> dict:
 
 
 def forward_gmac(arch: str, args: argparse.Namespace) -> float:
-    """Multiply-accumulates (10^9) of one forward pass of one image."""
+    """Multiply-accumulates (10^9) of one forward pass of one image (CPU, fp32, eager)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    _, model = make_train_step(
-        arch,
-        backbone=args.backbone,
-        dataset=args.dataset,
-        batch=1,
-        height=args.height,
-        width=args.width,
-        model_width=args.model_width,
-        multi_scale=args.multi_scale,
-        attention_reduction=args.attention_reduction,
-        model_overrides=_overrides(args.set),
-    )
+    kwargs = {**_step_kwargs(args), "batch": 1, "device": "cpu", "amp": "none", "compile_backend": None}
+    _, model = make_train_step(arch, **kwargs)
     with FlopCounterMode(display=False) as counter:
         model(torch.randn(1, 3, args.height, args.width))
     return counter.get_total_flops() / 2e9

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from test_models import _one_thread  # noqa: F401  (autouse: one thread for tiny tensors)
 
 from trainer.config import ModelConfig, RunConfig
 from trainer.models import build_model
@@ -15,14 +16,6 @@ from trainer.models.global_tokens import IntraTaskAttention, MultiScaleGlobalTok
 from trainer.tasks import tasks_for
 
 SPECS = tasks_for("nyud")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_scale_finer_than_the_output_grid_is_resampled_before_its_1x1_exactly() -> None:

@@ -12,6 +12,7 @@ import logging
 
 import pytest
 import torch
+from test_models import _one_thread  # noqa: F401  (autouse: one thread for tiny tensors)
 
 from trainer.config import ModelConfig, RunConfig, apply_overrides, preset_config
 from trainer.models import RANDOM_RESNET_WARNING, build_model
@@ -21,14 +22,6 @@ from trainer.tasks import tasks_for
 
 PASCAL = tasks_for("pascal")
 B = 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _paper_model(arch: str, **overrides) -> torch.nn.Module:
