@@ -406,6 +406,7 @@ def section_export(ctx: Context, budget: float) -> dict[str, Any]:
         opt.step()
     model.eval()
     on_device = copy.deepcopy(model)  # export_model moves its model to the CPU
+    model.to(memory_format=torch.contiguous_format)  # as export_run's model, rebuilt from a checkpoint
     test = dataset_for(cfg, ctx.data_root, "val", specs)
     images = [test[i]["image"].unsqueeze(0) for i in range(min(2, len(test)))]
     t0 = time.perf_counter()
