@@ -16,6 +16,12 @@ Adam. Two measurements, both printed with the HiTTs / MTL ratios of this one run
     python benchmarks/bench_train_step.py                      # efficientnet_lite0, 288x384, batch 8
     python benchmarks/bench_train_step.py --backbone segnet --batch 2
     python benchmarks/bench_train_step.py --threads 1          # stable figures on a shared CPU
+    python benchmarks/bench_train_step.py --backbone resnet18 --multi-scale --model-width 256 --batch 4 \
+        --set scale_ffn=false                                  # any ModelConfig field, both models
+
+The forward multiply-accumulates per image of each model (``torch.utils.flop_counter``) are printed
+too: on a CPU the step is compute-bound, so their ratio is the floor of the step ratio; what the
+step ratio adds above it is overhead (memory traffic, small ops, launches on a GPU).
 
 On a CPU that other processes also use, multi-threaded steps stall at OpenMP barriers whenever a
 core is taken away, and wall-clock figures swing by several times; ``--threads 1`` and the CPU-time
@@ -67,12 +73,14 @@ def make_train_step(
     amp: str = "none",
     channels_last: bool = False,
     compile_backend: str | None = None,
+    model_overrides: dict | None = None,
 ):
     """A model of ``arch`` and a closure running one training step on fixed random data.
 
     amp: "none", "bf16" or "fp16" autocast. compile_backend: None (eager) or a ``torch.compile``
     backend ("inductor", "aot_eager", ...), mode default. Adam is fused on CUDA. On CUDA the step ends
-    with a synchronize, so that its wall-clock time is the step's time.
+    with a synchronize, so that its wall-clock time is the step's time. model_overrides: further
+    ``ModelConfig`` fields.
     Returns (step, model) where ``model`` is the uncompiled module.
     """
     import torch
@@ -92,6 +100,7 @@ def make_train_step(
         width=model_width,
         multi_scale=multi_scale,
         attention_reduction=attention_reduction,
+        **(model_overrides or {}),
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = build_model(cfg, specs).to(dev, memory_format=memory_format).train()
@@ -114,12 +123,9 @@ def make_train_step(
     return step, model
 
 
-def _make_step(arch: str, args: argparse.Namespace):
-    """``make_train_step`` with the command line's settings; returns (step, parameter count)."""
-    from trainer.models import count_parameters
-
-    step, model = make_train_step(
-        arch,
+def _step_kwargs(args: argparse.Namespace) -> dict:
+    """``make_train_step`` keyword arguments from the command line."""
+    return dict(
         backbone=args.backbone,
         dataset=args.dataset,
         batch=args.batch,
@@ -132,8 +138,40 @@ def _make_step(arch: str, args: argparse.Namespace):
         amp=args.amp,
         channels_last=args.channels_last,
         compile_backend=args.compile,
+        model_overrides=_overrides(args.set),
     )
+
+
+def _make_step(arch: str, args: argparse.Namespace):
+    """``make_train_step`` with the command line's settings; returns (step, parameter count)."""
+    from trainer.models import count_parameters
+
+    step, model = make_train_step(arch, **_step_kwargs(args))
     return step, count_parameters(model)
+
+
+def _overrides(items: list[str]) -> dict:
+    """``field=value`` strings -> ModelConfig fields (values parsed as JSON where possible)."""
+    out = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def forward_gmac(arch: str, args: argparse.Namespace) -> float:
+    """Multiply-accumulates (10^9) of one forward pass of one image (CPU, fp32, eager)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    kwargs = {**_step_kwargs(args), "batch": 1, "device": "cpu", "amp": "none", "compile_backend": None}
+    _, model = make_train_step(arch, **kwargs)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, args.height, args.width))
+    return counter.get_total_flops() / 2e9
 
 
 def _setup_torch(args: argparse.Namespace) -> None:
@@ -211,6 +249,7 @@ def main() -> None:
     p.add_argument(
         "--compile", metavar="BACKEND", help="torch.compile the model with this backend (inductor)"
     )
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="ModelConfig field")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's default)")
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     p.add_argument("--skip-memory", action="store_true")
@@ -221,7 +260,9 @@ def main() -> None:
         args.amp = "bf16" if args.device.startswith("cuda") else "none"
 
     if args.memory_worker:
-        print(json.dumps(measure_memory(args.memory_worker, args)))
+        result = measure_memory(args.memory_worker, args)
+        result["gmac_per_image"] = forward_gmac(args.memory_worker, args)
+        print(json.dumps(result))
         return
 
     memory = {}
@@ -247,13 +288,16 @@ def main() -> None:
         f"batch {args.batch}, D {args.model_width}, {args.device} ({machine}), amp {args.amp}; "
         f"median of {args.steps} interleaved steps after {args.warmup} warm-up"
     )
-    print(f"{'arch':6s} {'params':>9s} {'ms/step':>9s} {'img/s':>7s} {'cpu ms':>9s} {'peak MiB':>9s}")
+    print(
+        f"{'arch':6s} {'params':>9s} {'GMAC/img':>9s} {'ms/step':>9s} {'img/s':>7s} {'cpu ms':>9s} {'peak MiB':>9s}"
+    )
     for arch in args.archs:
         t, mem = timing[arch], memory.get(arch, {})
         params = f"{mem['params'] / 1e6:8.2f}M" if mem else f"{'-':>9s}"
+        gmac = f"{mem['gmac_per_image']:9.2f}" if mem else f"{'-':>9s}"
         peak = f"{mem['peak_mib']:9.0f}" if mem else f"{'-':>9s}"
         print(
-            f"{arch:6s} {params} {t['median_ms']:9.1f} {1000 * args.batch / t['median_ms']:7.2f} "
+            f"{arch:6s} {params} {gmac} {t['median_ms']:9.1f} {1000 * args.batch / t['median_ms']:7.2f} "
             f"{t['median_cpu_ms']:9.1f} {peak}"
         )
     results = {"timing": timing, "memory": memory}
@@ -267,8 +311,10 @@ def main() -> None:
         results["ratios"] = {"time": t, "time_paired": timing["paired_ratio"], "cpu_time": c}
         if memory:
             m = memory["hitts"]["peak_mib"] / memory["mtl"]["peak_mib"]
-            line += f", peak memory {m:.2f}x (target <= {TARGET_MEMORY_RATIO})"
+            g = memory["hitts"]["gmac_per_image"] / memory["mtl"]["gmac_per_image"]
+            line += f", peak memory {m:.2f}x (target <= {TARGET_MEMORY_RATIO}), forward MACs {g:.2f}x"
             results["ratios"]["memory"] = m
+            results["ratios"]["gmac"] = g
         print(line)
     if args.json:
         results["setup"] = {k: v for k, v in vars(args).items() if k not in ("json", "memory_worker")}

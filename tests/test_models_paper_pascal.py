@@ -12,6 +12,7 @@ import logging
 
 import pytest
 import torch
+from test_models import _one_thread  # noqa: F401  (autouse: one thread for tiny tensors)
 
 from trainer.config import ModelConfig, RunConfig, apply_overrides, preset_config
 from trainer.models import RANDOM_RESNET_WARNING, build_model
@@ -21,14 +22,6 @@ from trainer.tasks import tasks_for
 
 PASCAL = tasks_for("pascal")
 B = 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _paper_model(arch: str, **overrides) -> torch.nn.Module:
@@ -127,6 +120,7 @@ def test_paper_preset_for_pascal_is_the_authors_network() -> None:
             (12, 24, 36),
         )
         assert m.width == 256 and m.multi_scale and m.pretrained and m.backbone_checkpoint is None
+        assert m.attention_reduction == 2 and m.resolved_attention_queries == "reduced"
     nyud = preset_config("paper", "nyud", "one-label").model  # SegNet presets are unchanged
     assert (nyud.backbone, nyud.dilated, nyud.head) == ("segnet", False, "auto")
     assert ModelConfig().head == "auto" and not ModelConfig().dilated

@@ -19,6 +19,7 @@ SETTINGS = ("one-label", "random-labels", "full-labels", "few-shot")
 DATASETS = ("nyud", "cityscapes", "pascal", "synthetic", "nyuv2-mini")
 PRESETS = ("paper", "smoke", "cpu")
 HEADS = ("auto", "conv", "mtan", "aspp")
+ATTENTION_QUERIES = ("auto", "full", "reduced")
 LR_SCHEDULES = ("step", "poly")
 EVAL_SPLITS = ("val", "test")
 LOSS_FORMS = ("paper", "authors")
@@ -36,8 +37,9 @@ class ModelConfig:
         authors' PASCAL-Context model.
     head: the per-task head before the 1x1 classifier: "conv" (conv3x3-BN-ReLU x2), "mtan" (MTAN's
         SegNet head), "aspp" (ASPP with ``aspp_rates``, then conv3x3-BN-ReLU: DeepLab v3, the authors'
-        PASCAL-Context head; in HiTTs it runs on F'_t before intra-task attention), or "auto" (mtan for
-        segnet, conv otherwise).
+        PASCAL-Context head; in HiTTs it runs on F'_t before intra-task attention, where the authors'
+        conv3x3 after ASPP has no BN-ReLU: ours keeps the MTL head's), or "auto" (mtan for segnet,
+        conv otherwise).
     width: D, channel width of task features, heads and tokens.
     The ``use_*`` switches are the ablations of the paper's Table 5.
     token_init_std: std of the global tokens' normal init (authors' code: 1.0). With 1.0 and D = 64
@@ -71,14 +73,25 @@ class ModelConfig:
     dilated: bool = False
     head: str = "auto"
     aspp_rates: tuple[int, ...] = (12, 24, 36)
+    attention_queries: str = "auto"
+    scale_ffn: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("backbone", self.backbone, BACKBONES)
         _check_choice("head", self.head, HEADS)
+        _check_choice("attention_queries", self.attention_queries, ATTENTION_QUERIES)
         object.__setattr__(self, "aspp_rates", tuple(int(r) for r in self.aspp_rates))  # JSON gives a list
         if self.dilated and self.backbone != "resnet18":
             raise ValueError(f"dilated is only supported for resnet18, not {self.backbone}")
+
+
+    @property
+    def resolved_attention_queries(self) -> str:
+        """"full" or "reduced" ("auto": reduced for multi-scale models)."""
+        if self.attention_queries != "auto":
+            return self.attention_queries
+        return "reduced" if self.multi_scale else "full"
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,8 @@ def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") 
 
     paper: the paper's recipe (SegNet from scratch for NYUD-v2 / Cityscapes, Adam lr 1e-4, batch 8,
         400 epochs, lr x0.5 every 100; PASCAL-Context: the authors' network, a dilated ResNet-18
-        (output stride 8) with multi-scale tokens, D 256 and per-task ASPP heads (rates 12/24/36),
+        (output stride 8) with multi-scale tokens, D 256, per-task ASPP heads (rates 12/24/36) and
+        intra-task attention over 2x2-reduced pixels (reduced queries, as multi-scale models do),
         ImageNet-initialised from ``model.backbone_checkpoint`` (none is downloaded: without one the
         backbone is random and ``build_model`` warns), lr 1e-4, weight decay 1e-4, batch 6, poly
         decay, 20000 steps ~= 24 epochs of 4998 images).
@@ -245,6 +259,7 @@ def preset_config(preset: str, dataset: str, setting: str, arch: str = "hitts") 
                 dilated=True,
                 head="aspp",
                 aspp_rates=(12, 24, 36),
+                attention_reduction=2,  # authors' head: token attention over 2x2-reduced pixels
             )
             train = TrainConfig(epochs=24, batch_size=6, lr=1e-4, weight_decay=1e-4, lr_schedule="poly")
         else:

@@ -64,6 +64,8 @@ def build_model(cfg: ModelConfig, specs: Sequence[TaskSpec]) -> nn.Module:
         gate_channel_scale=cfg.gate_channel_scale,
         train_global_tokens=cfg.train_global_tokens,
         head_reads_shared=cfg.head_reads_shared,
+        scale_ffn=cfg.scale_ffn,
+        reduced_queries=cfg.resolved_attention_queries == "reduced",
     )
 
 

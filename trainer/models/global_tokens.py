@@ -101,9 +101,11 @@ class MultiScaleGlobalTokens(nn.Module):
 
     Tokens theta (T, C), C = channels of the coarsest scale. Per scale j (channels C_j):
     theta^(j) = W^{s->m,(j)}_t theta_t (one Linear C -> C_j per task and scale), gating of F_s^(j),
-    inter-task learning with that scale's own Q, K and A^(j), then a per-task conv3x3-BN-ReLU at C_j.
-    Fusion per task: the 1x1 conv over the concatenated scales, applied per scale, resampled to
-    ``out_size`` and summed (exact: a 1x1 conv commutes with bilinear resampling); tokens:
+    inter-task learning with that scale's own Q, K and A^(j), then a per-task conv3x3-BN-ReLU at C_j
+    (the authors' code; ``scale_ffn`` False leaves it out, see ``ModelConfig.scale_ffn``).
+    Fusion per task: the 1x1 conv over the concatenated scales, applied per scale and summed on the
+    ``out_size`` grid (exact: a 1x1 conv commutes with bilinear resampling, so each scale is resampled
+    where it is cheaper: a finer scale before its 1x1, a coarser one after); tokens:
     theta'_t = sum_j W^{m->s,(j)}_t theta'^(j)_t (one Linear C_j -> D per task and scale). A single
     bias stands for the sum of the per-scale biases.
 
@@ -120,6 +122,7 @@ class MultiScaleGlobalTokens(nn.Module):
         init_std: float = 1.0,
         channel_scale: bool = False,
         trainable_tokens: bool = True,
+        scale_ffn: bool = True,
     ) -> None:
         super().__init__()
         t, c = num_tasks, channels[-1]
@@ -137,7 +140,7 @@ class MultiScaleGlobalTokens(nn.Module):
         )
         self.q = nn.ModuleList(nn.Linear(cj, cj) for cj in channels) if inter_task else None
         self.k = nn.ModuleList(nn.Linear(cj, cj) for cj in channels) if inter_task else None
-        self.ffn = nn.ModuleList(TaskConvBNReLU(t, cj, cj) for cj in channels)
+        self.ffn = nn.ModuleList(TaskConvBNReLU(t, cj, cj) for cj in channels) if scale_ffn else None
         self.fuse = nn.ModuleList(TaskConv(t, cj, width, 1, bias=j == 0) for j, cj in enumerate(channels))
         if inter_task:
             init_layers(self.q)
@@ -155,7 +158,12 @@ class MultiScaleGlobalTokens(nn.Module):
             if affinity is not None:
                 scale_tokens = affinity @ scale_tokens
                 affinities.append(affinity)
-            fused = fused + resize_to(self.fuse[j](self.ffn[j](x)), out_size)
+            if self.ffn is not None:
+                x = self.ffn[j](x)  # (B, T*C_j, h_j, w_j)
+            if x.shape[-2] * x.shape[-1] > out_size[0] * out_size[1]:  # finer grid: resample, then 1x1
+                fused = fused + self.fuse[j](resize_to(x, out_size))
+            else:
+                fused = fused + resize_to(self.fuse[j](x), out_size)
             tokens = tokens + self.from_scale[j](scale_tokens.unsqueeze(1)).squeeze(1)  # (T, D)
         affinity = torch.stack(affinities).mean(0) if affinities else None
         return fused, tokens, affinity
@@ -164,21 +172,24 @@ class MultiScaleGlobalTokens(nn.Module):
 class IntraTaskAttention(nn.Module):
     """Intra-task learning: single-head self-attention over [theta'_t ; F'_t] for every task t.
 
-    Queries: every pixel of F'_t and the token. Keys and values: the pixels of F'_t reduced by a
-    depthwise conv (kernel = stride = r; the map is zero-padded to a multiple of r first) plus the
-    token. Per-task linear maps for q, k, v and for the two outputs; scale D^-0.5. Feature part:
-    projected back, added to the input, then a per-task conv3x3-BN-ReLU. Token part: projected back
-    and averaged over the batch (as in the authors' code), so tokens stay (T, D).
+    Keys and values: the pixels of F'_t reduced by a depthwise conv (kernel = stride = r; the map is
+    zero-padded to a multiple of r first) plus the token. Queries: every pixel of F'_t and the token,
+    or with ``reduced_queries`` (the authors' code) the same reduced pixels and token as the keys, the
+    feature update then being upsampled (bilinear) to the input grid: r^2 times fewer query rows.
+    Per-task linear maps for q, k, v and for the two outputs; scale D^-0.5. Feature part: projected
+    back, added to the input, then a per-task conv3x3-BN-ReLU. Token part: projected back and averaged
+    over the batch (as in the authors' code), so tokens stay (T, D).
 
     forward(x (B, T*D, h, w), tokens (T, D)) -> (features (B, T*D, h, w), tokens (T, D)).
     """
 
-    def __init__(self, num_tasks: int, width: int, reduction: int) -> None:
+    def __init__(self, num_tasks: int, width: int, reduction: int, reduced_queries: bool = False) -> None:
         super().__init__()
         if reduction < 1:
             raise ValueError(f"attention_reduction must be >= 1, got {reduction}")
         t, d = num_tasks, width
         self.num_tasks, self.width, self.reduction = t, d, reduction
+        self.reduced_queries = reduced_queries
         self.reduce = nn.Conv2d(t * d, t * d, reduction, stride=reduction, groups=t * d, bias=False)
         self.q, self.k, self.v = TaskLinear(t, d, d), TaskLinear(t, d, d), TaskLinear(t, d, d)
         self.feature_out, self.token_out = TaskLinear(t, d, d), TaskLinear(t, d, d)
@@ -190,12 +201,19 @@ class IntraTaskAttention(nn.Module):
         t, d, r = self.num_tasks, self.width, self.reduction
         pad_h, pad_w = -h % r, -w % r
         reduced = self.reduce(F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x)
-        pixels = x.view(b, t, d, h * w).transpose(2, 3)  # (B, T, N, D)
         kv_in = torch.cat(
             [reduced.view(b, t, d, -1).transpose(2, 3), tokens.view(1, t, 1, d).expand(b, t, 1, d)], dim=2
         )  # (B, T, N_r + 1, D)
         k, v = self.k(kv_in), self.v(kv_in)
         scale = d**-0.5
+        if self.reduced_queries:  # authors' form: queries = keys' inputs, update upsampled
+            out = F.scaled_dot_product_attention(self.q(kv_in), k, v, scale=scale)  # (B, T, N_r + 1, D)
+            hr, wr = reduced.shape[-2:]
+            update = self.feature_out(out[:, :, :-1]).transpose(2, 3).reshape(b, t * d, hr, wr)
+            update = resize_to(update, (h + pad_h, w + pad_w))  # the reduced grid spans the padding
+            features = self.ffn(x + update[..., :h, :w])
+            return features, self.token_out(out[:, :, -1:].mean(0)).squeeze(1)
+        pixels = x.view(b, t, d, h * w).transpose(2, 3)  # (B, T, N, D)
         out_pixels = F.scaled_dot_product_attention(self.q(pixels), k, v, scale=scale)  # (B, T, N, D)
         q_token = self.q(tokens.unsqueeze(1)).unsqueeze(0).expand(b, t, 1, d)
         out_token = F.scaled_dot_product_attention(q_token, k, v, scale=scale)  # (B, T, 1, D)

@@ -21,7 +21,9 @@ Two layouts, chosen by the stride of the shared feature F_s:
 
 Switches from the authors' code and this project's diagnostics (``ModelConfig``): a learned
 per-channel scale before the gate (``gate_channel_scale``), untrained tokens (``train_global_tokens``
-False), and in the stride-8 layout a head that reads F'_t + F_s (``head_reads_shared``).
+False), in the stride-8 layout a head that reads F'_t + F_s (``head_reads_shared``), intra-task
+attention with the authors' reduced queries (``attention_queries``), and a multi-scale token stage
+without the per-scale conv3x3-BN-ReLU (``scale_ffn`` False).
 
 Ablations (``ModelConfig.use_*``): no inter-task -> A = identity (no "affinity" output); no intra-task
 -> no attention block (theta'' = theta'); no global tokens -> no gating, mixing or attention at all (the
@@ -89,6 +91,8 @@ class HiTTs(nn.Module):
         gate_channel_scale: bool = False,
         train_global_tokens: bool = True,
         head_reads_shared: bool = False,
+        scale_ffn: bool = True,
+        reduced_queries: bool = False,
         dilated: bool = False,
         head: str = "auto",
         aspp_rates: Sequence[int] = ASPP_RATES,
@@ -124,13 +128,15 @@ class HiTTs(nn.Module):
                 trainable_tokens=train_global_tokens,
             )
             if self.multi_scale:
-                self.global_tokens = MultiScaleGlobalTokens(t, channels, width, **token_args)
+                self.global_tokens = MultiScaleGlobalTokens(
+                    t, channels, width, scale_ffn=scale_ffn, **token_args
+                )
             else:
                 self.global_tokens = GlobalTokens(t, width, **token_args)
             if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
                 self.token_ffn = TaskConvBNReLU(t, d, d)
             if use_intra_task:
-                self.attention = IntraTaskAttention(t, d, attention_reduction)
+                self.attention = IntraTaskAttention(t, d, attention_reduction, reduced_queries)
 
         self.layers = HeadLayers(head_kind(backbone, head), t, width, aspp_rates)
         self.classifiers = TaskClassifiers(width, self.num_outputs)
