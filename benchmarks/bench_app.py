@@ -34,9 +34,15 @@ REPO = Path(__file__).resolve().parents[1]
 NYUV2 = REPO.parent / "shared" / "data" / "nyuv2-mini"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 FAKE_SIZE = (288, 384)
 START_TIMEOUT_S = 120
 RENDER_TIMEOUT_MS = 60_000
@@ -59,8 +65,10 @@ def machine() -> str:
     import onnxruntime
 
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {cores} cores usable{load}, Python {platform.python_version()}, gradio {gradio.__version__}, "
-            f"onnxruntime {onnxruntime.__version__} ({platform.system()})")  # fmt: skip
+    return (
+        f"{cpu}, {cores} cores usable{load}, Python {platform.python_version()}, gradio {gradio.__version__}, "
+        f"onnxruntime {onnxruntime.__version__} ({platform.system()})"
+    )
 
 
 def frames(n: int) -> list[Path]:
@@ -106,8 +114,12 @@ def start(exports: Path, log: Path) -> tuple[subprocess.Popen, str, float, float
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--exports", str(exports), "--port", str(port)], cwd=REPO,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--exports", str(exports), "--port", str(port)],
+        cwd=REPO,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     up = None
     while time.perf_counter() - t0 < START_TIMEOUT_S:
         if proc.poll() is not None:
@@ -131,7 +143,15 @@ def bench_api(url: str, runs: int) -> dict[str, float]:
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, download_files=False)
-    keys = ("analyze", "render_tokens", "render_pseudo", "render_consistency", "render_3d", "total", "model_sessions")
+    keys = (
+        "analyze",
+        "render_tokens",
+        "render_pseudo",
+        "render_consistency",
+        "render_3d",
+        "total",
+        "model_sessions",
+    )
     steps: dict[str, list[float]] = {k: [] for k in keys}
     for i, frame in enumerate(frames(runs + 1)):
         t = [time.perf_counter()]
@@ -152,7 +172,9 @@ def bench_api(url: str, runs: int) -> dict[str, float]:
         for k, (a, b) in zip(list(steps)[:5], zip(t, t[1:])):
             steps[k].append(b - a)
         steps["total"].append(t[-1] - t[0])
-        steps["model_sessions"].append(sum(float(ms) for ms in re.findall(r"\*\* \(fp\d+\): (\d+) ms", status)) / 1000)
+        steps["model_sessions"].append(
+            sum(float(ms) for ms in re.findall(r"\*\* \(fp\d+\): (\d+) ms", status)) / 1000
+        )
     return {k: statistics.median(v) for k, v in steps.items()}
 
 
@@ -216,8 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    result = {"machine": machine(), "exports": what, "runs": args.runs, "startup_http_s": up,
-              "startup_first_answer_s": first_answer, "api_s": api, "browser_s": browser}  # fmt: skip
+    result = {
+        "machine": machine(),
+        "exports": what,
+        "runs": args.runs,
+        "startup_http_s": up,
+        "startup_first_answer_s": first_answer,
+        "api_s": api,
+        "browser_s": browser,
+    }
     print(f"machine: {result['machine']}")
     print(f"model:   {what}")
     print(
@@ -229,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("  (model_sessions: ONNX Runtime time of both models inside analyze, as the app reports it)")
     if browser:
-        print(f"browser (headless Chromium), median of {args.runs}: Predictions view {browser['predictions_view'] * 1000:.0f} ms, "
-              f"all views {browser['all_views'] * 1000:.0f} ms (target < {TARGET_ANSWER_S * 1000:.0f} ms)")  # fmt: skip
+        print(
+            f"browser (headless Chromium), median of {args.runs}: Predictions view {browser['predictions_view'] * 1000:.0f} ms, "
+            f"all views {browser['all_views'] * 1000:.0f} ms (target < {TARGET_ANSWER_S * 1000:.0f} ms)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

@@ -65,9 +65,15 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.repeat):
             cpu, wall = time.process_time(), time.perf_counter()
             out = write_dataset(
-                Path(tmp) / str(r), num_train=args.num, num_test=0, seed=args.seed,
-                height=args.height, width=args.width, workers=1, progress=False,
-            )  # fmt: skip
+                Path(tmp) / str(r),
+                num_train=args.num,
+                num_test=0,
+                seed=args.seed,
+                height=args.height,
+                width=args.width,
+                workers=1,
+                progress=False,
+            )
             best = min(best, (time.process_time() - cpu, time.perf_counter() - wall))
         size = sum(f.stat().st_size for f in out.rglob("*.npy"))
     cpu, wall = best

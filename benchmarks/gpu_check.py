@@ -68,21 +68,55 @@ ORT_CUDA_TOLERANCE = 1e-3  # ONNX Runtime CUDA vs CPU provider, relative to max 
 
 # Sizes: the full run (CUDA) and --quick (toy). Budgets in seconds, per section.
 FULL = dict(
-    check_height=288, check_width=384, check_batch=4, check_width_d=64,
-    bench_height=288, bench_width=384, bench_batch=8, bench_width_d=256, bench_warmup=5, bench_steps=20,
-    num_train=64, num_test=32, data_height=288, data_width=384,
-    pipeline_width_d=64, pipeline_epochs=2, pipeline_batch=8,
+    check_height=288,
+    check_width=384,
+    check_batch=4,
+    check_width_d=64,
+    bench_height=288,
+    bench_width=384,
+    bench_batch=8,
+    bench_width_d=256,
+    bench_warmup=5,
+    bench_steps=20,
+    num_train=64,
+    num_test=32,
+    data_height=288,
+    data_width=384,
+    pipeline_width_d=64,
+    pipeline_epochs=2,
+    pipeline_batch=8,
     pipeline_methods=("stl", "mtl", "hitts", "hitts_pseudo"),
-    export_height=288, export_width=384, export_width_d=32, train_steps=3, adam_steps=3,
-)  # fmt: skip
+    export_height=288,
+    export_width=384,
+    export_width_d=32,
+    train_steps=3,
+    adam_steps=3,
+)
 QUICK = dict(
-    check_height=64, check_width=96, check_batch=2, check_width_d=16,
-    bench_height=64, bench_width=96, bench_batch=2, bench_width_d=16, bench_warmup=0, bench_steps=3,
-    num_train=16, num_test=8, data_height=64, data_width=96,
-    pipeline_width_d=16, pipeline_epochs=1, pipeline_batch=4,
+    check_height=64,
+    check_width=96,
+    check_batch=2,
+    check_width_d=16,
+    bench_height=64,
+    bench_width=96,
+    bench_batch=2,
+    bench_width_d=16,
+    bench_warmup=0,
+    bench_steps=3,
+    num_train=16,
+    num_test=8,
+    data_height=64,
+    data_width=96,
+    pipeline_width_d=16,
+    pipeline_epochs=1,
+    pipeline_batch=4,
     pipeline_methods=("hitts", "hitts_pseudo"),
-    export_height=64, export_width=96, export_width_d=16, train_steps=2, adam_steps=2,
-)  # fmt: skip
+    export_height=64,
+    export_width=96,
+    export_width_d=16,
+    train_steps=2,
+    adam_steps=2,
+)
 BUDGETS = {
     "environment": 30,
     "data": 60,
@@ -433,8 +467,10 @@ def section_export(ctx: Context, budget: float) -> dict[str, Any]:
     agreement: dict[str, float] = {}
     with torch.no_grad(), _NoTF32():
         for img in images:
-            ref = [t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
-                   for t in wrapper(img.to(ctx.device).contiguous(memory_format=memory_format))]  # fmt: skip
+            ref = [
+                t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
+                for t in wrapper(img.to(ctx.device).contiguous(memory_format=memory_format))
+            ]
             got = sess.run(wrapper.output_names, {"image": img.numpy().astype(np.float32)})
             for name, r, g in zip(wrapper.output_names, ref, got):
                 if np.issubdtype(r.dtype, np.floating):
@@ -633,8 +669,10 @@ def compile_worker(args: argparse.Namespace) -> None:
             results[arch] = bench_arch(arch, kwargs, sizes["bench_warmup"], sizes["bench_steps"], deadline)
             results[arch]["compile_s"] = results[arch].pop("first_step_s")
         except Exception as err:  # one model's failure is recorded; the other still runs
-            results[arch] = {"error": f"{type(err).__name__}: {err}"[:TRACEBACK_CHARS],
-                             "traceback": traceback.format_exc()[-TRACEBACK_CHARS:]}  # fmt: skip
+            results[arch] = {
+                "error": f"{type(err).__name__}: {err}"[:TRACEBACK_CHARS],
+                "traceback": traceback.format_exc()[-TRACEBACK_CHARS:],
+            }
         torch._dynamo.reset()  # drop the compiled graphs (and the model they hold) before the next one
         out.write_text(json.dumps(results, indent=2, default=str))
 

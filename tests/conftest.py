@@ -23,7 +23,9 @@ def nyuv2_mini_root() -> Path:
 # whole pipeline or training runs, ONNX exports, subprocesses that start torch, a Gradio server or a
 # browser. Mark it in its file with @pytest.mark.slow. The dashboard's tests below are marked here.
 SLOW_DASHBOARD_MODULES = ("test_app_browser.py", "test_app_client.py")  # start a Gradio server / a browser
-SLOW_DASHBOARD_TESTS = ("test_importing_and_running_the_app_never_loads_torch",)  # a fresh interpreter runs the app
+SLOW_DASHBOARD_TESTS = (
+    "test_importing_and_running_the_app_never_loads_torch",
+)  # a fresh interpreter runs the app
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -36,9 +36,13 @@ SCRIPT = textwrap.dedent("""
 
 
 def run(script: Path, root: Path, out: Path, kill_at: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), str(root), str(out), str(kill_at)],
-                          capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1",
-                                                                             "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, str(script), str(root), str(out), str(kill_at)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def losses(out: Path) -> list[dict]:

@@ -15,7 +15,9 @@ SATURATED = 0.01  # a gate below 0.01 or above 0.99 passes (almost) no gradient 
 def saturated_fraction(token_init_std: float) -> float:
     """Fraction of gates sigmoid(<F_s, theta_i>) within SATURATED of 0 or 1 at init, on a smooth image."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="hitts", width=64, token_init_std=token_init_std), tasks_for("nyud")).eval()
+    model = build_model(
+        ModelConfig(arch="hitts", width=64, token_init_std=token_init_std), tasks_for("nyud")
+    ).eval()
     captured = {}
     model.global_tokens.register_forward_hook(lambda m, inputs, out: captured.update(shared=inputs[0]))
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 96), torch.linspace(-1, 1, 128), indexing="ij")

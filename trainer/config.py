@@ -85,10 +85,9 @@ class ModelConfig:
         if self.dilated and self.backbone != "resnet18":
             raise ValueError(f"dilated is only supported for resnet18, not {self.backbone}")
 
-
     @property
     def resolved_attention_queries(self) -> str:
-        """"full" or "reduced" ("auto": reduced for multi-scale models)."""
+        """ "full" or "reduced" ("auto": reduced for multi-scale models)."""
         if self.attention_queries != "auto":
             return self.attention_queries
         return "reduced" if self.multi_scale else "full"

@@ -102,8 +102,7 @@ class HiTTs(nn.Module):
         self.num_outputs = tuple(s.num_outputs for s in specs)
         self.width = width
         self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
-        t, d = len(specs), width
-
+        t = len(specs)
         self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint, dilated)
         channels, strides = self.backbone.channels, self.backbone.strides
         if multi_scale and len(channels) == 1:
@@ -117,38 +116,64 @@ class HiTTs(nn.Module):
         self.pool = max(MIN_TOKEN_STRIDE // shared_stride, 1)
         self.feature_stride = shared_stride * self.pool
 
+        token_args = dict(inter_task=use_inter_task, init_std=token_init_std)
+        token_args.update(channel_scale=gate_channel_scale, trainable_tokens=train_global_tokens)
+        self._build_token_stage(
+            use_global_tokens,
+            channels,
+            token_args,
+            scale_ffn,
+            use_intra_task,
+            attention_reduction,
+            reduced_queries,
+        )
+        self.layers = HeadLayers(head_kind(backbone, head), t, width, aspp_rates)
+        self.classifiers = TaskClassifiers(width, self.num_outputs)
+        self._build_fine_tokens(
+            use_fine_tokens, use_global_tokens, fine_mlp_hidden, use_orthogonal_embeddings
+        )
+
+    def _build_token_stage(
+        self,
+        use_global_tokens: bool,
+        channels: Sequence[int],
+        token_args: dict,
+        scale_ffn: bool,
+        use_intra_task: bool,
+        attention_reduction: int,
+        reduced_queries: bool,
+    ) -> None:
+        """Global tokens (single- or multi-scale), the token stage's own conv where the head runs
+        elsewhere, and intra-task attention."""
+        t, d = len(self.task_names), self.width
         self.global_tokens: GlobalTokens | MultiScaleGlobalTokens | None = None
         self.token_ffn: TaskConvBNReLU | None = None
         self.attention: IntraTaskAttention | None = None
-        if use_global_tokens:
-            token_args = dict(
-                inter_task=use_inter_task,
-                init_std=token_init_std,
-                channel_scale=gate_channel_scale,
-                trainable_tokens=train_global_tokens,
-            )
-            if self.multi_scale:
-                self.global_tokens = MultiScaleGlobalTokens(
-                    t, channels, width, scale_ffn=scale_ffn, **token_args
-                )
-            else:
-                self.global_tokens = GlobalTokens(t, width, **token_args)
-            if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
-                self.token_ffn = TaskConvBNReLU(t, d, d)
-            if use_intra_task:
-                self.attention = IntraTaskAttention(t, d, attention_reduction, reduced_queries)
+        if not use_global_tokens:
+            return
+        if self.multi_scale:
+            self.global_tokens = MultiScaleGlobalTokens(t, channels, d, scale_ffn=scale_ffn, **token_args)
+        else:
+            self.global_tokens = GlobalTokens(t, d, **token_args)
+        if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
+            self.token_ffn = TaskConvBNReLU(t, d, d)
+        if use_intra_task:
+            self.attention = IntraTaskAttention(t, d, attention_reduction, reduced_queries)
 
-        self.layers = HeadLayers(head_kind(backbone, head), t, width, aspp_rates)
-        self.classifiers = TaskClassifiers(width, self.num_outputs)
+    def _build_fine_tokens(
+        self, use_fine_tokens: bool, use_global_tokens: bool, hidden: int, orthogonal_embeddings: bool
+    ) -> None:
+        """Fine-token generators (one per task), the "w/o global tokens" stand-in vectors, and the
+        per-task refinement conv (always present: G' = Conv3x3(G) without fine tokens)."""
+        t, d = len(self.task_names), self.width
         self.fine = None
         self.task_vectors = None
         if use_fine_tokens:
             self.fine = nn.ModuleList(
-                FineTokenGenerator(c, width, fine_mlp_hidden, use_orthogonal_embeddings)
-                for c in self.num_outputs
+                FineTokenGenerator(c, d, hidden, orthogonal_embeddings) for c in self.num_outputs
             )
             if not use_global_tokens:  # documented stand-in for theta'' in the "w/o global tokens" ablation
-                self.task_vectors = nn.Parameter(torch.randn(t, width))
+                self.task_vectors = nn.Parameter(torch.randn(t, d))
         self.refine = nn.ModuleList(FineRefine(c) for c in self.num_outputs)
 
     def _token_stage(
