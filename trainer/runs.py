@@ -158,7 +158,8 @@ def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunConfig,
     state = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME, map_location=map_location)
     cfg = RunConfig.from_dict(state["config"])
     specs = task_specs(cfg)
-    model = build_model(replace(cfg.model, pretrained=False), specs)
+    # the weights come from the checkpoint: no ImageNet file (or package) is needed to load a run
+    model = build_model(replace(cfg.model, pretrained=False, backbone_checkpoint=None), specs)
     model.load_state_dict(state["model"])
     return cfg, model.eval(), quantisers_from_dict(state["quantisers"], specs), state
 
