@@ -359,6 +359,8 @@ def dashboard_records(runs: dict[str, list[dict]], fin: dict, chosen: tuple[str,
                 "seed": seed,
                 "split": "test",
                 "overrides": list(chosen),
+                "hardware": {block[k]["method"]: block[k]["hardware"] for k in block if k in rec},
+                "note": "stage-2 rows: CPU runs with a CPU-retrained teacher (results/tables.md)",
             }
             folder = exports / f"synthetic-{setting}-seed{seed}"
             folder.mkdir(parents=True, exist_ok=True)
