@@ -310,22 +310,20 @@ class Study:
         best = max(scores, key=scores.get) if scores else "hitts"
         return best, CANDIDATES[best], scores
 
-    def final(self, overrides: tuple[str, ...]) -> None:
+    def final(self, overrides: tuple[str, ...], baselines: bool = True, few_shot: bool = True) -> None:
+        """The final jobs in priority order: the main rows on every seed, then the Table 5 extras
+        (seed 0), then few-shot. ``baselines`` False: no STL / MTL (they exist already)."""
         main_stage2 = ("hitts_pseudo",)
         for seed in FINAL_SEEDS:
             for setting in SETTINGS:
-                self.add_method_set(setting, seed, overrides, "final", stage2=main_stage2)
+                self.add_method_set(
+                    setting, seed, overrides, "final", stage2=main_stage2, baselines=baselines
+                )
         for setting in SETTINGS:
-            self.add_method_set(
-                setting,
-                0,
-                overrides,
-                "final",
-                stage2=("hitts_lf", "hitts_lp"),
-                extra=("hitts_no_oe",),
-                baselines=False,
-            )
-        self.add_method_set(FEW_SHOT, 0, overrides, "final", stage2=main_stage2)
+            extras = ("hitts_lf", "hitts_lp")
+            self.add_method_set(setting, 0, overrides, "final", extras, ("hitts_no_oe",), baselines=False)
+        if few_shot:
+            self.add_method_set(FEW_SHOT, 0, overrides, "final", stage2=main_stage2)
 
 
 def _quote(s: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study import CANDIDATES, FINAL_SEEDS, SETTINGS, Study, main_parser, prepare  # noqa: E402
+from study import CANDIDATES, Study, main_parser, prepare  # noqa: E402
 
 CHOSEN = "gate_scale"
 """The validation rule's choice over the complete diagnosis (results/study-choice.json)."""
@@ -34,20 +34,7 @@ def main() -> int:
             shutil.copy(split, Path(args.out) / split.name)
     study = Study(args)
     prepare(args)
-    overrides = CANDIDATES[CHOSEN]
-    for seed in FINAL_SEEDS:  # the main rows first, on every seed; the Table 5 extras after
-        for setting in SETTINGS:
-            study.add_method_set(setting, seed, overrides, "final", stage2=("hitts_pseudo",), baselines=False)
-    for setting in SETTINGS:
-        study.add_method_set(
-            setting,
-            0,
-            overrides,
-            "final",
-            stage2=("hitts_lp", "hitts_lf"),
-            extra=("hitts_no_oe",),
-            baselines=False,
-        )
+    study.final(CANDIDATES[CHOSEN], baselines=False, few_shot=False)  # main rows first, then the extras
     study.run("final", time.time() + args.budget_s, kill=True)
     print({k: j.status for k, j in study.jobs.items()}, flush=True)
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hitts_schema import HIGHER_IS_BETTER
+from hitts_schema.tasks import NYUD_CLASSES  # one list for the trainer and the dashboard
 
 IGNORE_LABEL = -1
 """Class index of an unlabelled pixel in classification targets."""
@@ -88,22 +89,6 @@ class TaskSpec:
         return {"depth": 1, "normals": 3}.get(self.kind, 0)
 
 
-# NYUD-v2 13 classes, in the label order of the 13-class mapping (Couprie et al.), labels 0..12.
-NYUD_CLASSES = (
-    "bed",
-    "books",
-    "ceiling",
-    "chair",
-    "floor",
-    "furniture",
-    "objects",
-    "picture",
-    "sofa",
-    "table",
-    "tv",
-    "wall",
-    "window",
-)
 # Cityscapes 7 categories (the MTAN / XTC 7-class setting).
 CITYSCAPES_CLASSES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 PASCAL_CLASSES = (

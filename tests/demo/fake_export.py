@@ -33,24 +33,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from hitts_schema.tasks import NYUD_CLASSES  # one list for the trainer and the dashboard
+
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 OPSET = 18
-NYUD_CLASSES = (
-    "bed",
-    "books",
-    "ceiling",
-    "chair",
-    "floor",
-    "furniture",
-    "objects",
-    "picture",
-    "sofa",
-    "table",
-    "tv",
-    "wall",
-    "window",
-)
 NYUD_PALETTE = (
     (0, 0, 255),
     (232, 88, 47),
