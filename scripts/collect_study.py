@@ -267,8 +267,33 @@ def tables_md(diag: dict, fin: dict, choice: dict) -> str:
                 f"{m['normals']['within_11_25']:.2f} | {fmt(r[f'{DELTA_KEY}_mean'])}"
                 f"{'' if std is None else f' ± {std:.2f}'} | {per} | {fmt(r[f'{DELTA_ALL_KEY}_mean'])} |"
             )
-        lines.append("")
+        lines += ["", *paired_lines(block), ""]
     return "\n".join(lines)
+
+
+PAIRS = (
+    ("hitts_plain", "mtl", "HiTTs (paper default) minus MTL"),
+    ("hitts", "mtl", "HiTTs (chosen) minus MTL"),
+    ("hitts_pseudo", "hitts_cpu_teacher", "HiTTs + L_p + L_f minus its own (CPU) teacher"),
+)
+"""The orderings the study tests, as paired per-seed differences (same seed, split and reference)."""
+
+
+def paired_lines(block: dict) -> list[str]:
+    """Per-seed differences of Delta_MTL between the rows of ``PAIRS`` that share seeds."""
+    out = []
+    for a, b, label in PAIRS:
+        if a not in block or b not in block:
+            continue
+        seeds = sorted(set(block[a]["per_seed"]) & set(block[b]["per_seed"]), key=int)
+        diffs = [block[a]["per_seed"][s][DELTA_KEY] - block[b]["per_seed"][s][DELTA_KEY] for s in seeds]
+        if diffs:
+            spread = f", std {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else ""
+            out.append(
+                f"- {label}, per seed: {', '.join(fmt(d) for d in diffs)} "
+                f"(mean {fmt(statistics.fmean(diffs))}{spread})"
+            )
+    return out
 
 
 README_START, README_END = "<!-- study-final:start -->", "<!-- study-final:end -->"
