@@ -16,6 +16,3 @@ NYUD_CLASSES = (
     "window",
 )
 """NYUD-v2 13 classes, in the label order of the 13-class mapping (Couprie et al.), labels 0..12."""
-
-NYUD_TASKS = ("semseg", "depth", "normals")
-"""The NYUD-v2 tasks (also of the synthetic set and nyuv2-mini), in label-mask and export order."""

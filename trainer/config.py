@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hitts_schema.methods import ARCH_NAMES
+from hitts_schema.metrics import TASK_SET_OF_DATASET
 
 ARCHS = ARCH_NAMES  # the architectures of hitts_schema's method registry
 BACKBONES = ("segnet", "efficientnet_lite0", "resnet18")
@@ -215,13 +216,7 @@ DATASET_SIZE = {
     "cityscapes": (128, 256),
     "pascal": (512, 512),
 }
-TASK_SET = {
-    "nyud": "nyud",
-    "synthetic": "nyud",
-    "nyuv2-mini": "nyud",
-    "cityscapes": "cityscapes",
-    "pascal": "pascal",
-}
+TASK_SET = TASK_SET_OF_DATASET
 """Which task list (``trainer.tasks.DATASET_TASKS``) each data set uses."""
 
 SMOKE_SIZE = (96, 128)

@@ -21,6 +21,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from hitts_schema.manifest import MANIFEST_FILE, MANIFEST_FORMAT_VERSION, MODEL_FILE
+
 from .config import TASK_SET
 from .data.transforms import IMAGE_MEAN, IMAGE_STD
 from .quantise import logits_to_outputs, quantisers_to_dict
@@ -30,8 +32,6 @@ from .tasks import TaskSpec, tau_for
 OPSET = 18
 MIN_AGREEMENT = 0.999
 PARITY_IMAGES = 4
-MANIFEST_VERSION = 1
-MODEL_FILE = "model.onnx"
 INT8_OPS = ["MatMul", "Gemm"]
 TOKEN_OUTPUTS = ("global_score", "fine_scores", "fine_tokens")
 
@@ -197,7 +197,7 @@ def export_model(
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     shapes = {o.name: list(o.shape) for o in sess.get_outputs()}
     manifest: dict[str, Any] = {
-        "format_version": MANIFEST_VERSION,
+        "format_version": MANIFEST_FORMAT_VERSION,
         "onnx_file": MODEL_FILE,
         "opset": OPSET,
         "input": {
@@ -222,7 +222,7 @@ def export_model(
         variants["int8"] = _variant("int8", _make_int8, onnx_path, wrapper, parity_images)
     if variants:
         manifest["quantized"] = variants
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
