@@ -239,6 +239,22 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index(nyud_root):
     assert torch.equal(first[2], ds[2]["image"])
 
 
+def test_fill_cache_reads_each_sample_once_and_workers_never_read_again(nyud_root, monkeypatch):
+    plain = build_dataset("nyud", nyud_root, "train", NYUD)
+    ds = build_dataset("nyud", nyud_root, "train", NYUD).cache_in_memory()
+    with pytest.raises(RuntimeError, match="cache_in_memory"):
+        build_dataset("nyud", nyud_root, "train", NYUD).fill_cache()
+    assert ds.fill_cache([1, 3], threads=2) == 2 and ds.fill_cache([1, 3]) == 0  # cached ones are skipped
+    assert ds.fill_cache() == 2  # the other two
+    keys = ("image", "semseg", "depth", "normals")
+    expected = [{k: plain[i][k] for k in keys} for i in range(4)]
+    reads = []
+    monkeypatch.setattr(type(ds), "load_numpy", lambda self, i: reads.append(i))
+    for i in range(4):  # identical to an uncached read, and nothing is read from disk again
+        assert all(torch.equal(ds[i][k], expected[i][k]) for k in keys)
+    assert reads == []
+
+
 def test_extra_targets_are_checked(nyud_root):
     ds = build_dataset("nyud", nyud_root, "train", NYUD, extra_targets=lambda i: {"semseg": np.zeros((H, W))})
     with pytest.raises(ValueError, match="overwrite"):
@@ -402,3 +418,14 @@ def test_nyuv2_mini_reader_imports_neither_torch_nor_scipy():
         "bad = [m for m in ('torch', 'scipy') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_pipeline_fills_the_cache_of_the_trained_scenes_only_with_loader_workers(nyud_root):
+    from trainer.config import DataConfig, RunConfig
+    from trainer.pipeline import _fill_cache
+    from trainer.runs import TrainSubset
+
+    for workers, expected in ((0, set()), (2, {0, 2})):
+        ds = build_dataset("nyud", nyud_root, "train", NYUD).cache_in_memory()
+        _fill_cache(RunConfig(data=DataConfig(num_workers=workers)), TrainSubset(ds, [0, 2]))
+        assert set(ds._cache) == expected  # held-out scenes (1, 3) are never decoded for training

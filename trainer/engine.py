@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -36,6 +37,11 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
+
+TRAIN_SECONDS_KEY = "time/train_s"
+"""Log key: wall seconds of an epoch's training steps (data loading included, evaluation not)."""
+IMAGES_PER_S_KEY = "time/images_per_s"
+"""Log key: training images per second over the epoch, all ranks together."""
 
 LOG_NAME = "log.jsonl"
 
@@ -314,6 +320,7 @@ def fit(
             train_set.set_epoch(epoch)
         t.net.train()
         tracker = LossTracker(epoch, t.ckpt_path)
+        started = time.perf_counter()
         bar = tqdm(
             loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=t.rank != 0, leave=False
         )
@@ -325,7 +332,11 @@ def fit(
             if step_hook is not None:
                 step_hook(epoch * steps + step, losses)
         bar.close()
-        means = tracker.check()
+        means = tracker.check()  # a host read: the epoch's GPU work is done when it returns
+        seconds = time.perf_counter() - started
         record = {"epoch": epoch, "lr": None, "steps": steps, **{f"train/{k}": v for k, v in means.items()}}
+        record.update(
+            {TRAIN_SECONDS_KEY: seconds, IMAGES_PER_S_KEY: steps * cfg.batch_size * t.world / seconds}
+        )
         end_epoch(t, cfg, epoch, record, evaluate_fn, run_dir, meta)
     return read_log(run_dir)

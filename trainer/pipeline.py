@@ -130,6 +130,17 @@ def _method_data(
     return train, val, test
 
 
+def _fill_cache(cfg: RunConfig, train: Dataset) -> None:
+    """With loader workers and an in-memory cache, decode every training sample once, now, in this
+    process: the workers fork it every epoch and would otherwise decode their share again each time."""
+    if not (cfg.data.num_workers > 0 and cfg.data.cache_in_memory):
+        return
+    indices = train.indices if isinstance(train, Subset) else None
+    base = train.dataset if isinstance(train, Subset) else train
+    if hasattr(base, "fill_cache"):
+        base.fill_cache(indices)
+
+
 def _checkpoint_meta(cfg: RunConfig, specs: tuple[TaskSpec, ...], root: str | Path, quantisers: dict) -> dict:
     """What makes a checkpoint self-describing (export and resume rebuild everything from it)."""
     return {
@@ -191,6 +202,7 @@ def train_method(
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.dump(run_dir / CONFIG_NAME)
     train, val, test = _method_data(cfg, root, specs, mask, quantisers, discovery_dir, held_out)
+    _fill_cache(cfg, train)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, specs)
     device = resolve_device(cfg.train.device)

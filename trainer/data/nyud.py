@@ -18,6 +18,7 @@ The nyuv2-mini frames (``NYUv2MiniDataset``) are documented in ``trainer.data.ny
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +46,8 @@ from .nyuv2_mini import list_frames, load_frame, prepare_frame
 from .transforms import JointAugment, to_tensor_sample
 
 ExtraTargets = Callable[[int], dict[str, np.ndarray]]
+FILL_THREADS = 4
+"""Threads that decode samples in ``fill_cache`` (file reads and numpy conversions release the GIL)."""
 PIXEL_EXTRA_PREFIXES = ("pseudo/", "pseudo_mask/")
 """Extra targets that must have the image's (H, W) (feature maps may be smaller)."""
 
@@ -181,6 +184,20 @@ class DenseTaskDataset(Dataset):
         many epochs at a reduced size; augmentation never mutates the cached arrays)."""
         self._cache: dict[int, dict[str, np.ndarray]] | None = {}
         return self
+
+    def fill_cache(self, indices: Sequence[int] | None = None, threads: int = FILL_THREADS) -> int:
+        """Read ``indices`` (default: every image) into the in-memory cache now, ``threads`` at a time;
+        returns how many were read. Before a multi-process loader starts, so that its workers (which
+        fork a copy of the dataset every epoch) find every sample decoded instead of each decoding
+        its share again every epoch. Needs ``cache_in_memory()`` first."""
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            raise RuntimeError("fill_cache needs cache_in_memory() first")
+        todo = [int(i) for i in (range(len(self)) if indices is None else indices) if int(i) not in cache]
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for index, sample in zip(todo, pool.map(self.load_numpy, todo)):
+                cache[index] = sample
+        return len(todo)
 
     def _load_cached(self, index: int) -> dict[str, np.ndarray]:
         cache = getattr(self, "_cache", None)

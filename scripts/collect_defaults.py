@@ -1,0 +1,124 @@
+"""Tables and learning curves of the default-model training (``scripts/train_defaults.py``), from the
+committed run records.
+
+    python scripts/collect_defaults.py RUNS [--eval results/defaults/eval-shipped.json]
+        [--out results/defaults]
+
+RUNS holds the small files of the runs (``config.json``, ``log.jsonl``, ``metrics.json``), as
+``train_defaults.py`` packs them (``wide/hitts``, ``wide/hitts_pseudo``, ``wide/mtl-pipeline/mtl``,
+``nyu/hitts``). Writes ``defaults.md`` (per run: data, epochs, throughput, last validation and the
+test figures; plus the shipped models' real-frame and fresh-synthetic figures when ``--eval`` is
+given) and ``curves.png`` (validation curves per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RUN_LABELS = {
+    "wide/hitts": "HiTTs stage 1 (wide)",
+    "wide/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 (wide): shipped",
+    "wide/mtl-pipeline/mtl": "MTL (wide): shipped",
+    "nyu/hitts": "HiTTs stage 1 (plain generator, plain jitter): ablation",
+}
+"""Run folder (relative to RUNS) -> its label; the order of the tables."""
+METRICS = (
+    ("semseg", "miou", "mIoU"),
+    ("semseg", "pacc", "pAcc"),
+    ("depth", "abs_err", "depth abs"),
+    ("depth", "rel_err", "depth rel"),
+    ("normals", "mean_angle", "normals mErr"),
+)
+CURVES = (("semseg", "miou"), ("depth", "rel_err"), ("normals", "mean_angle"))
+
+
+def read_run(folder: Path) -> dict | None:
+    if not (folder / "config.json").exists():
+        return None
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    metrics_path = folder / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    return {"config": json.loads((folder / "config.json").read_text()), "log": log, "metrics": metrics}
+
+
+def fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def run_table(runs: dict[str, dict]) -> list[str]:
+    head = "| run | data | epochs done | images/s | " + " | ".join(
+        f"val {n} | test {n}" for _, _, n in METRICS
+    )
+    lines = [head + " |", "|" + "---|" * (4 + 2 * len(METRICS))]
+    for key, r in runs.items():
+        cfg, log, m = r["config"], r["log"], r["metrics"]
+        rate = sum(rec.get("time/images_per_s", 0) for rec in log) / max(len(log), 1)
+        cells = [
+            RUN_LABELS[key],
+            f"{Path(cfg['data']['root']).name}, {cfg['data']['height']}x{cfg['data']['width']}",
+            f"{len(log)} / {cfg['train']['epochs']}",
+            f"{rate:.0f}",
+        ]
+        for task, metric, _ in METRICS:
+            cells += [fmt(log[-1].get(f"val/{task}/{metric}") if log else None)]
+            cells += [fmt(m.get("test_metrics", {}).get(task, {}).get(metric))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def eval_table(doc: dict) -> list[str]:
+    """The shipped models through the app's runtime (``scripts/evaluate_shipped.py``'s JSON)."""
+    lines = ["| model | source | " + " | ".join(n for _, _, n in METRICS) + " |"]
+    lines.append("|" + "---|" * (2 + len(METRICS)))
+    for model, sources in doc.get("models", {}).items():
+        for source, metrics in sources.items():
+            cells = [fmt(metrics.get(t, {}).get(m)) for t, m, _ in METRICS]
+            lines.append(f"| {model} | {source} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_curves(runs: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.6))
+    for ax, (task, metric) in zip(axes, CURVES):
+        for key, r in runs.items():
+            ys = [rec.get(f"val/{task}/{metric}") for rec in r["log"]]
+            ax.plot(range(1, len(ys) + 1), ys, marker=".", label=RUN_LABELS[key])
+        ax.set(title=f"validation {task} {metric}", xlabel="epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", type=Path)
+    p.add_argument("--eval", type=Path, help="evaluate_shipped.py's JSON")
+    p.add_argument("--out", type=Path, default=Path("results/defaults"))
+    args = p.parse_args(argv)
+    runs = {k: r for k in RUN_LABELS if (r := read_run(args.runs / k))}
+    if not runs:
+        raise SystemExit(f"no run under {args.runs}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Default models: training runs", "", *run_table(runs), ""]
+    if args.eval and args.eval.exists():
+        lines += [
+            "## Shipped models through the app's runtime",
+            "",
+            *eval_table(json.loads(args.eval.read_text())),
+        ]
+    (args.out / "defaults.md").write_text("\n".join(lines) + "\n")
+    plot_curves(runs, args.out / "curves.png")
+    print(f"wrote {args.out / 'defaults.md'} and {args.out / 'curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
