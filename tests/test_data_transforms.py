@@ -5,18 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fixtures_data import block_labels
+from fixtures_data import block_labels, write_nyud_fixture
 
+from trainer.config import PHOTOMETRIC, DataConfig, apply_overrides, preset_config
 from trainer.data.layouts import resample, source_coords
 from trainer.data.transforms import (
     IMAGE_MEAN,
     IMAGE_STD,
+    JPEG_PROB,
+    NOISE_PROB,
+    PHOTOMETRIC_MODES,
+    WB_PROB,
     AugmentParams,
     JointAugment,
+    PhotometricParams,
+    apply_photometric,
     interpolation_for,
     normal_flip_permutation,
+    sample_photometric,
     to_tensor_sample,
 )
+from trainer.runs import dataset_for
+from trainer.tasks import tasks_for
 
 H, W = 32, 48
 FEAT_H, FEAT_W = 8, 12  # a feature map 4x smaller than the image
@@ -233,8 +243,122 @@ def test_to_tensor_sample_normalises_and_types():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"scales": (0.5,)}, {"scales": ()}, {"flip_prob": 1.5}, {"color_jitter": 1.0}]
+    "kwargs",
+    [
+        {"scales": (0.5,)},
+        {"scales": ()},
+        {"flip_prob": 1.5},
+        {"color_jitter": 1.0},
+        {"photometric": "strong"},
+    ],
 )
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         JointAugment(**kwargs)
+
+
+# --------------------------------------------------------------------------- photometric "wide"
+
+PHOTO_DRAWS = 400
+SINGLE_OPS = {
+    "gains": PhotometricParams(gains=(1.2, 1.0, 0.8)),
+    "grey": PhotometricParams(grey=True),
+    "gamma": PhotometricParams(gamma=1.4),
+    "blur": PhotometricParams(blur_sigma=1.0),
+    "noise": PhotometricParams(noise_std=0.02, shot_noise=0.02, noise_seed=3),
+    "jpeg": PhotometricParams(jpeg_quality=30),
+}
+
+
+def _textured_image(seed: int = 0) -> np.ndarray:
+    """(3, H, W) float32 in [0, 1] with colour, edges, texture and values at both ends."""
+    rng = np.random.default_rng(seed)
+    image = 0.6 * _colour_of(block_labels(H, W, NUM_CLASSES)) + 0.4 * rng.random((3, H, W))
+    image[:, :2] = 0.0
+    image[:, -2:] = 1.0
+    return image.astype(np.float32)
+
+
+def test_photometric_modes_match_the_config():
+    assert PHOTOMETRIC == PHOTOMETRIC_MODES
+    assert DataConfig().photometric == "basic"
+    with pytest.raises(ValueError, match="photometric"):
+        DataConfig(photometric="strong")
+    cfg = apply_overrides(preset_config("smoke", "nyud", "one-label"), ["data.photometric=wide"])
+    assert cfg.data.photometric == "wide"
+    with pytest.raises(ValueError, match="photometric"):
+        apply_overrides(preset_config("smoke", "nyud", "one-label"), ["data.photometric=strong"])
+
+
+def test_runs_builds_the_configured_photometric_augment(tmp_path):
+
+    root = write_nyud_fixture(tmp_path / "nyud")
+    cfg = apply_overrides(preset_config("smoke", "nyud", "one-label"), ["data.photometric=wide"])
+    data = dataset_for(cfg, root, "train", tasks_for("nyud"), augment=True)
+    assert data.augment.photometric == "wide"
+    assert dataset_for(cfg, root, "train", tasks_for("nyud")).augment is None
+
+
+def test_basic_mode_draws_no_photometric_and_wide_draws_after_it():
+    basic, wide = JointAugment(), JointAugment(photometric="wide")
+    for seed in range(5):
+        b = basic.sample_params(np.random.default_rng(seed))
+        w = wide.sample_params(np.random.default_rng(seed))
+        assert b.photometric is None and isinstance(w.photometric, PhotometricParams)
+        # the geometry and colour jitter draws come first and are those of "basic"
+        assert AugmentParams(**{**w.__dict__, "photometric": None}) == b
+
+
+def test_wide_photometric_touches_only_the_image_and_stays_in_range():
+    sample = {**_sample(), "image": _textured_image()}
+    augment = JointAugment(scales=(1.0,), flip_prob=0.0, color_jitter=0.0, photometric="wide")
+    changed = 0
+    for seed in range(20):
+        out = augment(sample, np.random.default_rng(seed))
+        assert out["image"].dtype == np.float32 and out["image"].shape == sample["image"].shape
+        assert out["image"].min() >= 0.0 and out["image"].max() <= 1.0
+        changed += not np.allclose(out["image"], sample["image"], atol=1e-3)
+        for key in sample:
+            if key != "image":
+                np.testing.assert_array_equal(out[key], sample[key])
+    assert changed >= 18
+
+
+def test_wide_photometric_is_deterministic_given_the_rng():
+    sample = {**_sample(), "image": _textured_image()}
+    augment = JointAugment(photometric="wide")
+    for seed in range(5):
+        a = augment(sample, np.random.default_rng(seed))
+        b = augment(sample, np.random.default_rng(seed))
+        for key in sample:
+            np.testing.assert_array_equal(a[key], b[key])
+    images = [augment(sample, np.random.default_rng(s))["image"] for s in range(3)]
+    assert not np.array_equal(images[0], images[1]) and not np.array_equal(images[1], images[2])
+
+
+@pytest.mark.parametrize("op", sorted(SINGLE_OPS))
+def test_each_photometric_operation_changes_the_image_within_range(op):
+    image = _textured_image()
+    np.testing.assert_array_equal(apply_photometric(image, PhotometricParams()), image)
+    out = apply_photometric(image, SINGLE_OPS[op])
+    assert out.dtype == np.float32 and out.shape == image.shape
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.abs(out - image).mean() > 1e-3, op
+    if op == "grey":
+        np.testing.assert_array_equal(out[0], out[1])
+    if op == "blur":  # smoother: smaller neighbour differences, same mean
+        assert np.abs(np.diff(out, axis=2)).mean() < 0.7 * np.abs(np.diff(image, axis=2)).mean()
+        assert out.mean() == pytest.approx(image.mean(), abs=1e-3)
+    if op == "noise":  # deterministic for a fixed seed, another seed gives other noise
+        np.testing.assert_array_equal(out, apply_photometric(image, SINGLE_OPS[op]))
+        other = PhotometricParams(noise_std=0.02, shot_noise=0.02, noise_seed=4)
+        assert not np.array_equal(out, apply_photometric(image, other))
+
+
+def test_photometric_probabilities_follow_the_constants():
+    rng = np.random.default_rng(0)
+    draws = [sample_photometric(rng) for _ in range(PHOTO_DRAWS)]
+    tol = 4 * np.sqrt(0.25 / PHOTO_DRAWS)
+    assert np.mean([d.gains != (1.0, 1.0, 1.0) for d in draws]) == pytest.approx(WB_PROB, abs=tol)
+    assert np.mean([d.jpeg_quality > 0 for d in draws]) == pytest.approx(JPEG_PROB, abs=tol)
+    assert np.mean([d.noise_std > 0 for d in draws]) == pytest.approx(NOISE_PROB, abs=tol)

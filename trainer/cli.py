@@ -17,6 +17,7 @@ from pathlib import Path
 from hitts_schema import DEFAULT_METHODS, METHODS
 
 from .config import ARCHS, DATASETS, PRESETS, SETTINGS, RunConfig, apply_overrides, preset_config
+from .data.synthetic_profile import DEFAULT_PROFILE, PROFILES
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -41,6 +42,13 @@ def _add_prepare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=288)
     p.add_argument("--width", type=int, default=384)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="generator profile: nyu (the original generator) or wide (wider domain randomisation "
+        "for sim-to-real: camera, focal length, lights, exposure, colours, clutter, sensor)",
+    )
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -137,6 +145,7 @@ def cli_prepare(args: argparse.Namespace) -> int:
         height=args.height,
         width=args.width,
         workers=args.workers,
+        profile=args.profile,
     )
     return 0
 

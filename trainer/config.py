@@ -24,6 +24,8 @@ ATTENTION_QUERIES = ("auto", "full", "reduced")
 LR_SCHEDULES = ("step", "poly")
 EVAL_SPLITS = ("val", "test")
 LOSS_FORMS = ("paper", "authors")
+PHOTOMETRIC = ("basic", "wide")
+"""Training-time photometric augmentation modes (``trainer.data.transforms.PHOTOMETRIC_MODES``)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ class DataConfig:
         0 = none (the per-epoch curves then use the evaluation split).
     eval_split: what the final ``metrics.json`` reports: "val" (the held-out training scenes: choose
         settings on it) or "test" (the data set's test split: report once).
+    photometric: image-only augmentation of training samples (with ``augment``): "basic" (colour
+        jitter, as before) or "wide" (+ white balance, grey, gamma, blur, noise, JPEG re-encoding
+        for sim-to-real; see ``trainer.data.transforms``).
     """
 
     dataset: str = "synthetic"
@@ -120,9 +125,11 @@ class DataConfig:
     cache_in_memory: bool = True
     validation_images: int = 0
     eval_split: str = "test"
+    photometric: str = "basic"
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("photometric", self.photometric, PHOTOMETRIC)
         _check_choice("setting", self.setting, SETTINGS)
         _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         if self.eval_split == "val" and self.validation_images <= 0:

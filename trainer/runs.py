@@ -58,7 +58,7 @@ def dataset_for(
     """A split of the run's data set at the run's input size.
 
     With ``quantisers``, a horizontal flip also mirrors normal pseudo labels (centre indices are
-    remapped to the index of the mirrored centre).
+    remapped to the index of the mirrored centre). ``augment`` uses ``cfg.data.photometric``.
     """
     flip_maps = {
         f"pseudo/{s.name}": normal_flip_permutation(quantisers[s.name].centres)
@@ -72,7 +72,9 @@ def dataset_for(
         split,
         specs,
         labelled_mask=labelled_mask,
-        augment=JointAugment(flip_index_maps=flip_maps or None) if augment else None,
+        augment=JointAugment(flip_index_maps=flip_maps or None, photometric=cfg.data.photometric)
+        if augment
+        else None,
         extra_targets=extra_targets,
         max_images=max_images,
         size=(cfg.data.height, cfg.data.width),

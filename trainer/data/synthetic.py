@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.synthetic_layout import Layout, sample_layout
+from trainer.data.synthetic_profile import AUX_STREAM, DEFAULT_PROFILE, get_profile
 from trainer.data.synthetic_render import (
     albedo,
     cast,
@@ -72,9 +73,14 @@ SPLIT_DIRS = {"train": "train", "test": "val"}
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 288, 384
 KEYS = ("image", "label", "depth", "normal", "edge")
 """Per-image files written by ``write_dataset``, in write order."""
+INTRINSICS_KEY = "intrinsics"
+"""Per-image file (4,) float64 (fx, fy, cx, cy) in pixels, written by profiles whose focal length
+varies per image (``"wide"``); the labels were rendered with exactly these intrinsics."""
 META_FILE = "synthetic.json"
-IDENTITY_FIELDS = ("generator_version", "seed", "height", "width", "num_train", "num_test")
+IDENTITY_FIELDS = ("generator_version", "profile", "seed", "height", "width", "num_train", "num_test")
 """Fields of ``synthetic.json`` that must match for a re-run to resume an existing folder."""
+IDENTITY_DEFAULTS = {"profile": DEFAULT_PROFILE}
+"""Values of identity fields missing from an older ``synthetic.json`` (written before profiles)."""
 POOL_CHUNKSIZE = 4
 # glibc mallopt parameters and the values ``tune_allocator`` sets
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
@@ -111,29 +117,30 @@ def generate_scene(
     height: int = DEFAULT_HEIGHT,
     width: int = DEFAULT_WIDTH,
     timings: dict[str, float] | None = None,
+    profile: str = DEFAULT_PROFILE,
 ) -> dict:
     """Render one synthetic scene.
 
     Args:
-        seed: data set seed. split: "train" or "test" ("val" is the same as "test").
-        index: image index within the split. height, width: output size in pixels.
-        timings: if given, the CPU seconds of each stage are added to it (for profiling).
+        seed: data set seed. split: "train" or "test" ("val" is the same as "test"). index: image
+        index within the split. height, width: output size. timings: if given, the CPU seconds of
+        each stage are added to it (for profiling).
+        profile: "nyu" (the original generator) or "wide" (see ``synthetic_profile``).
 
-    Returns a dict:
+    Returns a dict (a function of (seed, split, index, profile)):
         image (H, W, 3) float32 in [0, 1]; label (H, W) int16 classes 0..12;
         depth (H, W, 1) float32 metres, 0 = missing; depth_clean (H, W, 1) float32 exact z-depth;
         normal (H, W, 3) float32 unit, camera frame, facing the camera; edge (H, W) uint8 {0, 1};
-        instance (H, W) int32 object id (0 = room surfaces);
-        meta: dict with ``intrinsics`` (fx, fy, cx, cy), ``cam_to_world`` (3, 3) (columns: camera
+        instance (H, W) int32 object id (0 = room surfaces); meta: dict with ``intrinsics`` (fx, fy, cx, cy), ``cam_to_world`` (3, 3) (columns: camera
         x, y, z axes in the world frame, world Z up), ``cam_position`` (3,) metres, ``up_camera``
         (3,) the world's up direction in the camera frame, ``room_size`` (3,), ``room_type``,
-        ``num_primitives``.
+        ``num_primitives``, ``profile``; ``intrinsics`` are those the scene was rendered with.
     """
     if split not in SPLIT_IDS:
         raise ValueError(f"unknown split {split!r}; valid: {sorted(SPLIT_IDS)}")
-    clock = _StageClock(timings)
+    prof, clock = get_profile(profile), _StageClock(timings)
     rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
-    layout = sample_layout(rng)
+    layout = sample_layout(rng, prof, np.random.default_rng([seed, SPLIT_IDS[split], index, AUX_STREAM]))
     clock("layout")
     d = world_rays(layout, height, width)
     z, pid = cast(layout, d, height, width)
@@ -144,7 +151,7 @@ def generate_scene(
     clock("albedo")
     lin = shade(layout, surf, alb, emissive, pid, d, rng)
     clock("shade")
-    image = image_sensor(expose(lin, emissive, rng), rng)
+    image = image_sensor(expose(lin, emissive, rng, prof), rng, prof)
     clock("image_sensor")
 
     label = layout.prims.cls.take(pid)
@@ -161,7 +168,7 @@ def generate_scene(
         "normal": normal,
         "edge": edge,
         "instance": inst.astype(np.int32),
-        "meta": _scene_meta(layout, height, width),
+        "meta": _scene_meta(layout, height, width, profile),
     }
 
 
@@ -181,7 +188,7 @@ def _normals_and_depth(
     nw = (surf["nx"], surf["ny"], surf["nz"])
     nc = [rot[0, a] * nw[0] + rot[1, a] * nw[1] + rot[2, a] * nw[2] for a in range(3)]
     # cosine of incidence: -n . ray / |ray| with the camera-frame ray (slope_u, slope_v, 1)
-    fx, fy, cx, cy = intrinsics(height, width)
+    fx, fy, cx, cy = intrinsics(height, width, layout.focal_scale)
     su = ((np.arange(width, dtype=np.float32) - np.float32(cx)) / np.float32(fx))[None, :]
     sv = ((np.arange(height, dtype=np.float32) - np.float32(cy)) / np.float32(fy))[:, None]
     cos_inc = -(nc[0] * su + nc[1] * sv + nc[2]) / np.sqrt(su * su + sv * sv + 1)
@@ -190,9 +197,10 @@ def _normals_and_depth(
     return np.stack(nc, axis=-1), depth
 
 
-def _scene_meta(layout: Layout, height: int, width: int) -> dict:
+def _scene_meta(layout: Layout, height: int, width: int, profile: str) -> dict:
     return {
-        "intrinsics": intrinsics(height, width),
+        "profile": profile,
+        "intrinsics": intrinsics(height, width, layout.focal_scale),
         "cam_to_world": layout.cam_to_world.copy(),
         "cam_position": layout.cam_position.copy(),
         "up_camera": layout.cam_to_world.T @ np.array([0.0, 0.0, 1.0]),
@@ -226,52 +234,67 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _image_done(out: Path, split: str, index: int) -> bool:
+def keys_for(profile: str) -> tuple[str, ...]:
+    """Per-image files ``write_dataset`` writes for ``profile``: KEYS, plus INTRINSICS_KEY when the
+    profile varies the focal length."""
+    return KEYS + ((INTRINSICS_KEY,) if get_profile(profile).varies_focal else ())
+
+
+def _image_done(out: Path, split: str, index: int, keys: tuple[str, ...] = KEYS) -> bool:
     """An image is complete when all its files exist (each is written atomically)."""
-    return all((out / SPLIT_DIRS[split] / key / f"{index}.npy").exists() for key in KEYS)
+    return all((out / SPLIT_DIRS[split] / key / f"{index}.npy").exists() for key in keys)
 
 
 def _worker_init() -> None:
     tune_allocator()
 
 
-def _write_one(job: tuple[Path, int, str, int, int, int]) -> tuple[str, int]:
-    out, seed, split, index, height, width = job
-    scene = generate_scene(seed, split, index, height, width)
+def _write_one(job: tuple[Path, int, str, int, int, int, str]) -> tuple[str, int]:
+    out, seed, split, index, height, width, profile = job
+    scene = generate_scene(seed, split, index, height, width, profile=profile)
     arrays = {
         "image": scene["image"],
         "label": scene["label"].astype(np.float32),
         "depth": scene["depth"],
         "normal": scene["normal"],
         "edge": scene["edge"],
+        INTRINSICS_KEY: np.asarray(scene["meta"]["intrinsics"], np.float64),
     }
     folder = out / SPLIT_DIRS[split]
-    for key in KEYS:
+    for key in keys_for(profile):
         _atomic_save(folder / key / f"{index}.npy", arrays[key])
     return split, index
 
 
-def _metadata(seed: int, num_train: int, num_test: int, height: int, width: int, complete: bool) -> dict:
+def _metadata(
+    seed: int, num_train: int, num_test: int, height: int, width: int, complete: bool, profile: str
+) -> dict:
     fx, fy, cx, cy = intrinsics(height, width)
+    prof = get_profile(profile)
+    files = {
+        "image": "float32 (H, W, 3) in [0, 1]",
+        "label": "float32 (H, W) class 0..12, -1 = ignore",
+        "depth": "float32 (H, W, 1) metres (z-depth), 0 = missing",
+        "normal": "float32 (H, W, 3) unit, camera frame x right y down z forward, facing the camera",
+        "edge": "uint8 (H, W) {0, 1}",
+    }
+    if prof.varies_focal:
+        files[INTRINSICS_KEY] = "float64 (4,) fx, fy, cx, cy in pixels of this image (focal varies per image)"
     return {
         "generator": "trainer.data.synthetic",
         "generator_version": GENERATOR_VERSION,
+        "profile": profile,
         "seed": seed,
         "num_train": num_train,
         "num_test": num_test,
         "height": height,
         "width": width,
         "intrinsics": {"fx": fx, "fy": fy, "cx": cx, "cy": cy},
+        "focal_scale": list(prof.focal_scale),
         "classes": list(NYUD_CLASSES),
         "ignore_label": IGNORE_LABEL,
         "splits": {"train": "train", "test": "val"},
-        "files": {
-            "image": "float32 (H, W, 3) in [0, 1]",
-            "label": "float32 (H, W) class 0..12, -1 = ignore",
-            "depth": "float32 (H, W, 1) metres (z-depth), 0 = missing",
-            "normal": "float32 (H, W, 3) unit, camera frame x right y down z forward, facing the camera",
-            "edge": "uint8 (H, W) {0, 1}",
-        },
+        "files": files,
         "complete": complete,
     }
 
@@ -285,6 +308,7 @@ def write_dataset(
     width: int = DEFAULT_WIDTH,
     workers: int = 1,
     progress: bool = True,
+    profile: str = DEFAULT_PROFILE,
 ) -> Path:
     """Write a synthetic set in the NYUD-v2 MTAN / XTC layout and return ``out``.
 
@@ -294,39 +318,47 @@ def write_dataset(
     (temporary file + ``os.replace``); images whose five files all exist are skipped, so a killed
     run is completed by running it again with the same arguments. A folder made with other
     arguments is refused. ``workers > 1`` renders in a spawn-started process pool.
+
+    ``profile`` selects the generator profile (``synthetic_profile``); it is recorded in
+    ``synthetic.json`` and is an identity field (a folder of one profile is never resumed as
+    another). ``intrinsics`` in ``synthetic.json`` are NYU's at the size; profiles that vary the
+    focal length (``focal_scale`` != [1, 1]) also write ``<split>/intrinsics/<i>.npy`` per image.
     """
+    get_profile(profile)
     out = Path(out)
     if num_train < 0 or num_test < 0 or height < 8 or width < 8:
         raise ValueError(
             f"bad sizes: num_train={num_train} num_test={num_test} height={height} width={width}"
         )
     meta_path = out / META_FILE
-    meta = _metadata(seed, num_train, num_test, height, width, complete=False)
-    _prepare_folder(out, meta)
+    meta = _metadata(seed, num_train, num_test, height, width, False, profile)
+    keys = keys_for(profile)
+    _prepare_folder(out, meta, keys)
     _atomic_save_json(meta_path, meta)
     jobs = [
-        (out, seed, split, i, height, width)
+        (out, seed, split, i, height, width, profile)
         for split, n in (("train", num_train), ("test", num_test))
         for i in range(n)
-        if not _image_done(out, split, i)
+        if not _image_done(out, split, i, keys)
     ]
     _render(jobs, workers, total=num_train + num_test if progress else None)
-    _atomic_save_json(meta_path, _metadata(seed, num_train, num_test, height, width, complete=True))
+    _atomic_save_json(meta_path, _metadata(seed, num_train, num_test, height, width, True, profile))
     return out
 
 
-def _prepare_folder(out: Path, meta: dict) -> None:
+def _prepare_folder(out: Path, meta: dict, keys: tuple[str, ...] = KEYS) -> None:
     """Refuse a folder made with other arguments; make the split folders; drop stale temporary files."""
     meta_path = out / META_FILE
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        diff = {k: (old.get(k), meta[k]) for k in IDENTITY_FIELDS if old.get(k) != meta[k]}
+        old = {k: old.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_FIELDS}
+        diff = {k: (old[k], meta[k]) for k in IDENTITY_FIELDS if old[k] != meta[k]}
         if diff:
             raise ValueError(
                 f"{out} holds a synthetic set made with other arguments {diff} (existing, requested); use another folder"
             )
     for split in SPLIT_DIRS.values():
-        for key in KEYS:
+        for key in keys:
             folder = out / split / key
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(".*.tmp"):

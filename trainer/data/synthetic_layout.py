@@ -22,10 +22,11 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from trainer.data.synthetic_profile import NYU, Profile
 from trainer.tasks import NYUD_CLASSES
 
 CLASS_ID = {name: i for i, name in enumerate(NYUD_CLASSES)}
@@ -48,11 +49,9 @@ EMISSIVE_KINDS = (T_SCREEN_ON, T_OUTSIDE, T_LAMP)
 ROOM_SIZE_X = (3.0, 6.5)
 ROOM_SIZE_Y = (3.0, 6.0)
 ROOM_HEIGHT = (2.4, 3.0)
-CAMERA_HEIGHT = (1.0, 1.75)
 CAMERA_WALL_DISTANCE = (0.25, 1.1)
 CAMERA_YAW_JITTER_DEG = 40.0
-CAMERA_PITCH_DEG = (-24.0, 4.0)
-CAMERA_ROLL_STD_DEG = 2.0
+# camera height, pitch and roll, light and clutter ranges: see ``synthetic_profile``
 CAMERA_CLEARANCE = 0.45
 """No floor object's footprint comes within this distance (metres) of the camera."""
 FOOTPRINT_MARGIN = 0.03
@@ -134,6 +133,8 @@ class Layout:
     room_type: str
     footprints: list[tuple[np.ndarray, float, float, float, float]] = field(default_factory=list)
     """Floor-standing footprints for contact shadows: (centre xy, half x, half y, yaw, height)."""
+    focal_scale: float = 1.0
+    """Factor on NYU's focal lengths (``synthetic_render.intrinsics``); 1 in the "nyu" profile."""
 
 
 # --------------------------------------------------------------------------- colours and materials
@@ -823,8 +824,11 @@ class SceneBuilder:
         cam_pos: np.ndarray,
         cam_rot: np.ndarray,
         cam_wall: int,
+        focal_scale: float = 1.0,
     ):
         self.rng = rng
+        # tan of the half field of view; x / 1.0 == x, so the "nyu" profile is unchanged
+        self.view_tan = (VIEW_HALF_TAN[0] / focal_scale, VIEW_HALF_TAN[1] / focal_scale)
         self.room = room
         self.cam_xy = cam_pos[:2]
         self.cam_pos = cam_pos
@@ -902,7 +906,7 @@ class SceneBuilder:
             r01 * px + r11 * py + r21 * pz,
             r02 * px + r12 * py + r22 * pz,
         )
-        return qz > 0.3 and abs(qx) < VIEW_HALF_TAN[0] * qz and abs(qy) < VIEW_HALF_TAN[1] * qz
+        return qz > 0.3 and abs(qx) < self.view_tan[0] * qz and abs(qy) < self.view_tan[1] * qz
 
     def _keep(self, x: float, y: float, z: float) -> bool:
         return self.in_view(x, y, z) or self.rng.random() < OFF_VIEW_KEEP
@@ -1074,18 +1078,20 @@ def _camera_rotation(heading: float, pitch: float, roll: float) -> np.ndarray:
     return np.stack([right, down, forward], axis=1)
 
 
-def _camera_angles(rng: np.random.Generator, wall: int) -> tuple[float, float, float]:
+def _camera_angles(rng: np.random.Generator, wall: int, profile: Profile = NYU) -> tuple[float, float, float]:
     """(heading, pitch, roll) radians: looking into the room from ``wall`` with random jitter."""
     inward = wall * math.pi / 2 + math.pi / 2
     heading = inward + math.radians(rng.uniform(-CAMERA_YAW_JITTER_DEG, CAMERA_YAW_JITTER_DEG))
     return (
         heading,
-        math.radians(rng.uniform(*CAMERA_PITCH_DEG)),
-        math.radians(rng.normal(0.0, CAMERA_ROLL_STD_DEG)),
+        math.radians(rng.uniform(*profile.camera_pitch_deg)),
+        math.radians(rng.normal(0.0, profile.camera_roll_std_deg)),
     )
 
 
-def _camera(rng: np.random.Generator, room: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray, int]:
+def _camera(
+    rng: np.random.Generator, room: tuple[float, float, float], profile: Profile = NYU
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Camera position, camera-to-world rotation and the wall behind the camera."""
     lx, ly, hz = room
     wall = int(rng.integers(4))
@@ -1098,12 +1104,17 @@ def _camera(rng: np.random.Generator, room: tuple[float, float, float]) -> tuple
     s = rng.uniform(0.25, 0.75) * length
     dist = min(rng.uniform(*CAMERA_WALL_DISTANCE), across * 0.35)
     xy = origin + along * s + inward * dist
-    height = min(rng.uniform(*CAMERA_HEIGHT), hz - 0.3)
-    return np.array([xy[0], xy[1], height]), _camera_rotation(*_camera_angles(rng, wall)), wall
+    height = min(rng.uniform(*profile.camera_height), hz - 0.3)
+    return np.array([xy[0], xy[1], height]), _camera_rotation(*_camera_angles(rng, wall, profile)), wall
 
 
 def _aim(
-    rng: np.random.Generator, b: SceneBuilder, cam_pos: np.ndarray, cam_rot: np.ndarray, wall: int
+    rng: np.random.Generator,
+    b: SceneBuilder,
+    cam_pos: np.ndarray,
+    cam_rot: np.ndarray,
+    wall: int,
+    profile: Profile = NYU,
 ) -> np.ndarray:
     """Best of AIM_CANDIDATES camera orientations (the original and fresh draws): the one whose
     view holds the most object classes and instances (primitive centres in the image)."""
@@ -1115,12 +1126,12 @@ def _aim(
     inst = np.array([r[5] for r in rows])
     best, best_score = cam_rot, -1.0
     for i in range(AIM_CANDIDATES):
-        rot = cam_rot if i == 0 else _camera_rotation(*_camera_angles(rng, wall))
+        rot = cam_rot if i == 0 else _camera_rotation(*_camera_angles(rng, wall, profile))
         q = (centres - cam_pos) @ rot  # camera frame
         seen = (
             (q[:, 2] > 0.5)
-            & (np.abs(q[:, 0]) < VIEW_HALF_TAN[0] * 0.9 * q[:, 2])
-            & (np.abs(q[:, 1]) < VIEW_HALF_TAN[1] * 0.9 * q[:, 2])
+            & (np.abs(q[:, 0]) < b.view_tan[0] * 0.9 * q[:, 2])
+            & (np.abs(q[:, 1]) < b.view_tan[1] * 0.9 * q[:, 2])
         )
         score = 2.0 * len(np.unique(cls[seen])) + len(np.unique(inst[seen])) + rng.random()
         if score > best_score:
@@ -1305,7 +1316,9 @@ FURNISH: dict[str, Callable[[SceneBuilder, np.random.Generator, Walls], None]] =
 """Furniture of each room type (wall items and clutter are common to all)."""
 
 
-def _populate(b: SceneBuilder, rng: np.random.Generator, room_type: str, cam_wall: int) -> None:
+def _populate(
+    b: SceneBuilder, rng: np.random.Generator, room_type: str, cam_wall: int, profile: Profile = NYU
+) -> None:
     """Furniture, wall items and clutter for one room type."""
 
     def walls(n):
@@ -1321,7 +1334,9 @@ def _populate(b: SceneBuilder, rng: np.random.Generator, room_type: str, cam_wal
         b.mount_on_wall(pic, w, rng.uniform(1.2, 1.8) - pic.height / 2)
     if rng.random() < 0.25:
         b.mount_on_wall(make_bookshelf(rng, wall_mounted=True), walls(1)[0], rng.uniform(1.2, 1.6))
-    _place_clutter(b, rng, int(rng.integers(5, 16)), int(rng.integers(1, 5)))
+    _place_clutter(
+        b, rng, int(rng.integers(*profile.support_clutter)), int(rng.integers(*profile.floor_clutter))
+    )
 
 
 def _desk_extras(b: SceneBuilder, rng: np.random.Generator) -> None:
@@ -1356,14 +1371,15 @@ def _tv_on_stand_or_wall(b: SceneBuilder, rng: np.random.Generator, wall: int) -
         b.mount_on_wall(tv, wall, rng.uniform(0.9, 1.4))
 
 
-def _lights(rng: np.random.Generator, b: SceneBuilder) -> list[Light]:
-    """1-2 ceiling lights (with a visible ``objects`` fitting) and sometimes a window light."""
+def _lights(rng: np.random.Generator, b: SceneBuilder, profile: Profile = NYU) -> list[Light]:
+    """Ceiling lights (1-2 in the "nyu" profile, with a visible ``objects`` fitting) and sometimes
+    a window light."""
     lx, ly, hz = b.room
     lights = []
-    temp = rng.uniform(-0.12, 0.12)  # warm / cold tint
-    for _ in range(int(rng.integers(1, 3))):
+    temp = rng.uniform(*profile.light_temperature)  # warm / cold tint
+    for _ in range(int(rng.integers(*profile.light_count))):
         x, y = rng.uniform(0.2, 0.8) * lx, rng.uniform(0.2, 0.8) * ly
-        power = rng.uniform(4.0, 10.0)
+        power = rng.uniform(*profile.light_power)
         lights.append(Light((x, y, hz - 0.25), (power * (1 + temp), power, power * (1 - temp))))
         fitting = Material(T_LAMP, (1.0, 0.97, 0.9))
         r, h = rng.uniform(0.12, 0.3), rng.uniform(0.03, 0.12)
@@ -1377,23 +1393,55 @@ def _lights(rng: np.random.Generator, b: SceneBuilder) -> list[Light]:
     return lights
 
 
-def sample_layout(rng: np.random.Generator) -> Layout:
-    """Draw one room: size, type, camera, furniture, wall items, clutter, lights."""
+def _vary_colours(materials: list[Material], rng: np.random.Generator, profile: Profile) -> list[Material]:
+    """Each material with every colour channel scaled by exp(N(0, material_colour_std)) and its
+    colours' distance from their grey scaled by a factor in ``material_saturation`` (one draw per
+    material, shared by its colours so that textures keep their contrast), clipped to [0, 1]."""
+    out = []
+    for m in materials:
+        gain = np.exp(rng.normal(0.0, profile.material_colour_std, size=3))
+        sat = rng.uniform(*profile.material_saturation)
+        cols = []
+        for col in (m.c1, m.c2, m.c3):
+            rgb = np.asarray(col) * gain
+            grey = float(rgb.mean())
+            cols.append(tuple(float(c) for c in np.clip(grey + (rgb - grey) * sat, 0.0, 1.0)))
+        out.append(replace(m, c1=cols[0], c2=cols[1], c3=cols[2]))
+    return out
+
+
+def sample_layout(
+    rng: np.random.Generator, profile: Profile = NYU, aux: np.random.Generator | None = None
+) -> Layout:
+    """Draw one room: size, type, camera, furniture, wall items, clutter, lights.
+
+    ``profile`` sets the ranges (see ``synthetic_profile``); its extra draws (focal length, material
+    colour variation) come from ``aux``, so that the "nyu" profile, which makes none, draws exactly
+    the original sequence from ``rng``. ``aux`` is required when the profile makes extra draws.
+    """
+    extra = profile.varies_focal or profile.material_colour_std > 0
+    if extra and aux is None:
+        raise ValueError(f"profile {profile.name!r} needs an aux generator")
+    focal_scale = float(aux.uniform(*profile.focal_scale)) if profile.varies_focal else 1.0
     room = (rng.uniform(*ROOM_SIZE_X), rng.uniform(*ROOM_SIZE_Y), rng.uniform(*ROOM_HEIGHT))
     room_type = str(rng.choice(ROOM_TYPES, p=ROOM_TYPE_PROBS))
-    cam_pos, cam_rot, cam_wall = _camera(rng, room)
-    b = SceneBuilder(rng, room, cam_pos, cam_rot, cam_wall)
+    cam_pos, cam_rot, cam_wall = _camera(rng, room, profile)
+    b = SceneBuilder(rng, room, cam_pos, cam_rot, cam_wall, focal_scale)
     _add_room_prims(b, rng, room_type)
-    _populate(b, rng, room_type, cam_wall)
-    lights = _lights(rng, b)
-    cam_rot = _aim(rng, b, cam_pos, cam_rot, cam_wall)
+    _populate(b, rng, room_type, cam_wall, profile)
+    lights = _lights(rng, b, profile)
+    cam_rot = _aim(rng, b, cam_pos, cam_rot, cam_wall, profile)
+    prims = b.primitives()
+    if profile.material_colour_std > 0:
+        prims.materials = _vary_colours(prims.materials, aux, profile)
     return Layout(
         room=room,
         cam_position=cam_pos,
         cam_to_world=cam_rot,
-        prims=b.primitives(),
+        prims=prims,
         lights=lights,
-        ambient=float(rng.uniform(0.15, 0.4)),
+        ambient=float(rng.uniform(*profile.ambient)),
         room_type=room_type,
         footprints=b.shadow_footprints,
+        focal_scale=focal_scale,
     )

@@ -38,6 +38,7 @@ from trainer.data.synthetic_layout import (
     T_WOOD,
     Layout,
 )
+from trainer.data.synthetic_profile import NYU, Profile
 
 NEAR = 0.05
 """Rays hit nothing closer than this (metres); bounds of primitives are clipped at this depth."""
@@ -83,10 +84,8 @@ CORNER_AO, CORNER_AO_RANGE = 0.35, 0.25
 CONTACT_AO, CONTACT_AO_RANGE = 0.45, 0.18
 """Darkening of the floor around an object's footprint (scaled by its height up to 1 m)."""
 EXPOSURE_PERCENTILE = 96
-EXPOSURE_TARGET = (0.75, 1.0)
-"""Auto-exposure maps this percentile of non-emissive luminance to a display value in this range."""
-WHITE_BALANCE_STD = 0.06
-"""Std of the log gain of each colour channel (camera white balance)."""
+"""Auto-exposure maps this percentile of non-emissive luminance to a display value drawn from the
+profile's ``exposure_target`` (white balance: ``white_balance_std``; see ``synthetic_profile``)."""
 SPECULAR_KINDS = (T_PLAIN, T_SCREEN_OFF, T_TILES, T_WOOD, T_PLANKS)
 SPECULAR_STRENGTH = (0.0, 0.25)
 """Range of the per-image highlight strength on the smooth (specular) kinds."""
@@ -97,11 +96,7 @@ SPECULAR_SQUARINGS = 4
 LIGHT_SCALE = 0.2
 """Irradiance per unit of a light's intensity at 1 m (before falloff)."""
 
-# Image sensor.
-IMAGE_NOISE_STD = (0.004, 0.02)
-"""Range of the per-image std of additive Gaussian pixel noise."""
-BLUR_WEIGHT = (0.04, 0.12)
-"""Weight of each of the 4 neighbours in the image blur (the centre keeps 1 - 4w)."""
+# Image sensor (blur, noise and vignetting ranges: see ``synthetic_profile``).
 QUANT_LEVELS = 255
 """8-bit quantisation of the image."""
 
@@ -133,16 +128,18 @@ differs by more than this fraction."""
 # --------------------------------------------------------------------------- camera
 
 
-def intrinsics(height: int, width: int) -> tuple[float, float, float, float]:
-    """NYU's Kinect RGB intrinsics (640x480) scaled to (height, width): (fx, fy, cx, cy)."""
+def intrinsics(height: int, width: int, focal_scale: float = 1.0) -> tuple[float, float, float, float]:
+    """NYU's Kinect RGB intrinsics (640x480) scaled to (height, width): (fx, fy, cx, cy); the focal
+    lengths are further multiplied by ``focal_scale`` (a scene's ``Layout.focal_scale``; 1 in the
+    "nyu" profile: x * 1.0 == x, so its intrinsics are unchanged)."""
     fx, fy, cx, cy = NYU_INTRINSICS
     sx, sy = width / NYU_SIZE[1], height / NYU_SIZE[0]
-    return fx * sx, fy * sy, cx * sx, cy * sy
+    return fx * sx * focal_scale, fy * sy * focal_scale, cx * sx, cy * sy
 
 
 @lru_cache(maxsize=8)
-def _pixel_slopes(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    fx, fy, cx, cy = intrinsics(height, width)
+def _pixel_slopes(height: int, width: int, focal_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    fx, fy, cx, cy = intrinsics(height, width, focal_scale)
     u = ((np.arange(width, dtype=np.float64) - cx) / fx).astype(np.float32)
     v = ((np.arange(height, dtype=np.float64) - cy) / fy).astype(np.float32)
     return np.broadcast_to(u[None, :], (height, width)), np.broadcast_to(v[:, None], (height, width))
@@ -150,7 +147,7 @@ def _pixel_slopes(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def world_rays(layout: Layout, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World-frame ray directions (3 arrays (H, W) float32), with camera-frame z component 1."""
-    su, sv = _pixel_slopes(height, width)
+    su, sv = _pixel_slopes(height, width, layout.focal_scale)
     r = layout.cam_to_world.astype(np.float32)
     return tuple(r[i, 0] * su + r[i, 1] * sv + r[i, 2] for i in range(3))  # type: ignore[return-value]
 
@@ -182,7 +179,7 @@ def _rects_of_boxes(layout: Layout, centre, half, yaw, height: int, width: int) 
     """Pixel rectangles (B, 4) bounding the projections of oriented boxes (B, 3), (B, 3), (B,)."""
     corners = _corners(centre, half, yaw)  # (B, 8, 3)
     cam = (corners - layout.cam_position) @ layout.cam_to_world  # (B, 8, 3) camera frame
-    fx, fy, cx, cy = intrinsics(height, width)
+    fx, fy, cx, cy = intrinsics(height, width, layout.focal_scale)
     z = cam[..., 2]
     front = z > NEAR
     n = len(centre)
@@ -720,17 +717,21 @@ def _occlusion(layout: Layout, surf, pid) -> np.ndarray:
     return occ
 
 
-def expose(lin: list[np.ndarray], emissive: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    """Auto-exposure on the non-emissive pixels, white balance and gamma: display planes (r, g, b)."""
+def expose(
+    lin: list[np.ndarray], emissive: np.ndarray, rng: np.random.Generator, profile: Profile = NYU
+) -> list[np.ndarray]:
+    """Auto-exposure on the non-emissive pixels, white balance, gamma and (profiles with a
+    ``tone_gamma`` range) a tone curve x -> x ** g: display planes (r, g, b), each (H, W) float32."""
     lum = ((lin[0][::4, ::4] + lin[1][::4, ::4] + lin[2][::4, ::4]) / 3)[~emissive[::4, ::4]]
     ref = np.percentile(lum, EXPOSURE_PERCENTILE) if lum.size else 1.0
-    gain = rng.uniform(*EXPOSURE_TARGET) ** GAMMA_LINEAR / max(float(ref), 1e-6)
-    wb = np.exp(rng.normal(0.0, WHITE_BALANCE_STD, size=3)) * gain
+    gain = rng.uniform(*profile.exposure_target) ** GAMMA_LINEAR / max(float(ref), 1e-6)
+    wb = np.exp(rng.normal(0.0, profile.white_balance_std, size=3)) * gain
+    tone = None if profile.tone_gamma == (1.0, 1.0) else np.float32(rng.uniform(*profile.tone_gamma) / 2)
     out = []
     for c in range(3):
         x = lin[c] * np.float32(wb[c])
         np.clip(x, 0.0, 1.0, out=x)
-        out.append(np.sqrt(x, out=x))
+        out.append(np.sqrt(x, out=x) if tone is None else np.power(x, tone, out=x))
     return out
 
 
@@ -753,15 +754,46 @@ def _blur(x: np.ndarray, wgt: np.float32) -> np.ndarray:
     return out
 
 
-def image_sensor(planes: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def _vignette(height: int, width: int, strength: float) -> np.ndarray:
+    """(H, W) float32 gain 1 - strength * r^2, r = 1 at the image corners."""
+    y = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
+    x = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
+    return np.float32(1.0) - np.float32(strength / 2) * (x * x + y * y)
+
+
+def _wide_sensor(planes, wgt, noise, std, rng: np.random.Generator, profile: Profile) -> list[np.ndarray]:
+    """Blur (repeated), vignetting, read + shot noise of profiles beyond "nyu": planes (H, W) each;
+    ``noise`` (3, H, W) standard normal; draws passes, shot noise k and vignetting from ``rng``."""
+    passes = int(rng.integers(*profile.blur_passes))
+    shot = np.float32(rng.uniform(*profile.shot_noise))
+    vignette = _vignette(*planes[0].shape, float(rng.uniform(*profile.vignetting)))
+    out = []
+    for c, x in enumerate(planes):
+        for _ in range(passes):
+            x = _blur(x, wgt)
+        x *= vignette
+        sigma = std + shot * np.sqrt(np.maximum(x, 0.0))
+        out.append(x + noise[c] * sigma)
+    return out
+
+
+def image_sensor(planes: list[np.ndarray], rng: np.random.Generator, profile: Profile = NYU) -> np.ndarray:
     """Camera model on display planes (r, g, b): slight 5-point blur, Gaussian noise, 2x2 chroma
-    subsampling (even sizes) and 8-bit quantisation, like a JPEG-compressed Kinect frame.
+    subsampling (even sizes) and 8-bit quantisation, like a JPEG-compressed Kinect frame; profiles
+    beyond "nyu" add repeated blur, vignetting and shot noise (``_wide_sensor``).
     Returns the image (H, W, 3) float32 in [0, 1]."""
-    wgt = np.float32(rng.uniform(*BLUR_WEIGHT))
-    std = np.float32(rng.uniform(*IMAGE_NOISE_STD))
+    wgt = np.float32(rng.uniform(*profile.blur_weight))
+    std = np.float32(rng.uniform(*profile.image_noise_std))
     h, w = planes[0].shape
-    noise = gaussian(rng, (3, h, w)) * std
-    planes = [_blur(x, wgt) + noise[c] for c, x in enumerate(planes)]
+    if (
+        profile.blur_passes == (1, 2)
+        and profile.shot_noise == (0.0, 0.0)
+        and profile.vignetting == (0.0, 0.0)
+    ):
+        noise = gaussian(rng, (3, h, w)) * std
+        planes = [_blur(x, wgt) + noise[c] for c, x in enumerate(planes)]
+    else:
+        planes = _wide_sensor(planes, wgt, gaussian(rng, (3, h, w)), std, rng, profile)
     if h % 2 == 0 and w % 2 == 0:
         # replace each 2x2 block's chroma (colour - luma) by the block mean
         luma = np.float32(0.299) * planes[0] + np.float32(0.587) * planes[1] + np.float32(0.114) * planes[2]
