@@ -69,6 +69,8 @@ STAGE2_SLOWDOWN = 1.25
 EPOCH_OVERHEAD_S = 4.0
 """Per epoch: worker start-up, validation pass, checkpoint."""
 DISCOVERY_S = 60.0
+CHAIN_FIXED_S = 45.0
+"""Chain A's costs that do not grow with epochs: two start-ups, two cache fills, two test passes."""
 PACK_S = 25.0
 TOY = {"num_train": 24, "num_test": 8, "validation": 4, "size": (96, 128), "workers": 0, "probe": 2}
 
@@ -168,6 +170,8 @@ def run_args(plan: Plan, profile: str, chain: Path, out: Path, extra: list[str])
     return [
         "--data",
         str(plan.work / f"data-{profile}"),
+        "--dataset",
+        "synthetic",
         "--preset",
         "cpu",
         "--setting",
@@ -208,7 +212,7 @@ def choose_epochs(plan: Plan, rates: dict[str, float]) -> int:
     trained = plan.num_train - plan.validation
     stage1 = trained / min(rates.values()) + EPOCH_OVERHEAD_S
     per_epoch = stage1 * (1 + STAGE2_SLOWDOWN)
-    budget = plan.left() - DISCOVERY_S - PACK_S
+    budget = plan.left() - DISCOVERY_S - CHAIN_FIXED_S - PACK_S
     epochs = int(min(max(math.floor(budget / per_epoch), EPOCHS_RANGE[0]), EPOCHS_RANGE[1]))
     log(f"epochs {epochs}: {per_epoch:.1f} s per epoch of both stages, {budget:.0f} s to spend")
     return 2 if plan.toy else epochs
@@ -263,12 +267,13 @@ def pack(plan: Plan) -> None:
         slim = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
         name = "-".join(ckpt.relative_to(plan.work).parts[:-1]).replace("mtl-pipeline-", "")
         torch.save(slim, plan.out / f"{name}.pt")
+    data = [plan.work / f"data-{profile}" for profile in PROFILES]
     with tarfile.open(plan.out / "runs.tgz", "w:gz") as tar:
         for path in sorted(plan.work.rglob("*")):
             small = path.suffix in (".json", ".jsonl", ".txt") and path.stat().st_size < 2**20
-            if path.is_file() and small and not path.is_relative_to(plan.work / "data-wide"):
-                if not path.is_relative_to(plan.work / "data-nyu") or path.name == "synthetic.json":
-                    tar.add(path, arcname=str(path.relative_to(plan.work)))
+            in_data = any(path.is_relative_to(d) for d in data)
+            if path.is_file() and small and (not in_data or path.name == "synthetic.json"):
+                tar.add(path, arcname=str(path.relative_to(plan.work)))
     log(f"packed: {sorted(p.name for p in plan.out.iterdir())}")
 
 
