@@ -113,11 +113,11 @@ def trainer(*args: str) -> list[str]:
     return [sys.executable, "-m", "trainer", *args]
 
 
-def prepare_data(plan: Plan) -> None:
-    """Both synthetic sets, rendered side by side (half of the cores each)."""
-    cores = max(1, (os.cpu_count() or 2) // 2)
+def prepare_data(plan: Plan, profiles: tuple[str, ...] = tuple(PROFILES)) -> None:
+    """The synthetic sets of ``profiles``, rendered side by side (the cores shared out)."""
+    cores = max(1, (os.cpu_count() or 2) // len(profiles))
     procs = []
-    for profile in PROFILES:
+    for profile in profiles:
         folder = plan.work / f"data-{profile}"
         cmd = trainer(
             "prepare",
@@ -261,7 +261,7 @@ def pack(plan: Plan) -> None:
     import torch
 
     for ckpt in sorted(plan.work.glob("*/**/checkpoint.pt")):
-        if "probe" in ckpt.parts:
+        if "probe" in ckpt.parts or "teacher" in ckpt.parts:
             continue
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         slim = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
@@ -277,35 +277,80 @@ def pack(plan: Plan) -> None:
     log(f"packed: {sorted(p.name for p in plan.out.iterdir())}")
 
 
+def stage2_from_teacher(plan: Plan, teacher: Path, epochs: int) -> None:
+    """Second call (``--teacher``): the wide set only; discovery with a stage-1 checkpoint brought
+    from the first call, then stage 2 (HiTTs + L_p + L_f), beside MTL trained on the same split and
+    schedule. The teacher's quantisers are used by every run (pseudo labels index its bins)."""
+    wide = plan.work / "wide"
+    teacher_dir = plan.work / "teacher"
+    teacher_dir.mkdir(parents=True, exist_ok=True)
+    (teacher_dir / "checkpoint.pt").write_bytes(teacher.read_bytes())
+    import torch
+
+    quantisers = json.dumps(torch.load(teacher, map_location="cpu", weights_only=False)["quantisers"])
+    for folder in (wide, wide / "hitts_pseudo", wide / "mtl"):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "quantisers.json").write_text(quantisers)
+    make_split(plan, "wide", wide)
+    log(f"split ready, {plan.left():.0f} s left; {epochs} epochs per run")
+    ep = [f"train.epochs={epochs}"]
+    mtl = start(
+        trainer("train", "--arch", "mtl", *run_args(plan, "wide", wide, wide / "mtl", ep)), wide / "mtl.txt"
+    )
+    discovery = wide / "discovery"
+    data = str(plan.work / "data-wide")
+    found = subprocess.run(
+        trainer("discover", "--run", str(teacher_dir), "--data", data, "--out", str(discovery)),
+        stdout=subprocess.DEVNULL,
+        env=quiet_env(),
+    )
+    log(f"discovery exit {found.returncode}, {plan.left():.0f} s left")
+    hitts = ep + list(HITTS_SWITCHES)
+    args = run_args(plan, "wide", wide, wide / "hitts_pseudo", hitts)
+    wait(
+        start(trainer("train", "--arch", "hitts", "--discovery", str(discovery), *args), wide / "s2.txt"),
+        plan,
+    )
+    wait(mtl, plan)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True, help="data and run folders (not in the repo)")
     p.add_argument("--out", type=Path, required=True, help="slim checkpoints and runs.tgz")
     p.add_argument("--budget-s", type=float, default=540.0)
     p.add_argument("--toy", action="store_true", help="toy sizes on a CPU (tests this script)")
+    p.add_argument("--teacher", type=Path, help="second call: a stage-1 checkpoint; stage 2 + MTL only")
+    p.add_argument("--epochs", type=int, default=6, help="with --teacher: epochs of both runs")
+    p.add_argument("--num-train", type=int, default=NUM_TRAIN)
+    p.add_argument("--num-test", type=int, default=NUM_TEST)
+    p.add_argument("--validation", type=int, default=VALIDATION_IMAGES)
     args = p.parse_args(argv)
     toy = TOY if args.toy else {}
     plan = Plan(
         args.work,
         args.out,
         time.time() + args.budget_s,
-        toy.get("num_train", NUM_TRAIN),
-        toy.get("num_test", NUM_TEST),
-        toy.get("validation", VALIDATION_IMAGES),
+        toy.get("num_train", args.num_train),
+        toy.get("num_test", args.num_test),
+        toy.get("validation", args.validation),
         toy.get("size", SIZE),
         toy.get("workers", WORKERS_PER_RUN),
         toy.get("probe", PROBE_STEPS),
         args.toy,
     )
     plan.out.mkdir(parents=True, exist_ok=True)
-    log(f"data: {plan.num_train} + {plan.num_test} scenes at {plan.size}, profiles {list(PROFILES)}")
-    prepare_data(plan)
-    for profile in PROFILES:
-        make_split(plan, profile, plan.work / profile)
-    log(f"data and splits ready, {plan.left():.0f} s left")
-    epochs = choose_epochs(plan, probe(plan, plan.work / "wide"))
+    profiles = ("wide",) if args.teacher else tuple(PROFILES)
+    log(f"data: {plan.num_train} + {plan.num_test} scenes at {plan.size}, profiles {list(profiles)}")
+    prepare_data(plan, profiles)
     try:
-        train_all(plan, epochs)
+        if args.teacher:
+            stage2_from_teacher(plan, args.teacher, 2 if args.toy else args.epochs)
+        else:
+            for profile in PROFILES:
+                make_split(plan, profile, plan.work / profile)
+            log(f"data and splits ready, {plan.left():.0f} s left")
+            train_all(plan, choose_epochs(plan, probe(plan, plan.work / "wide")))
     finally:
         pack(plan)
     log(f"done, {plan.left():.0f} s left")

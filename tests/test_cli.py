@@ -83,3 +83,24 @@ def test_unknown_override_fails_before_any_work(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "efficientnet_lite0" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_train_holds_the_split_validation_scenes_out(tmp_path: Path) -> None:
+    """`train` with a split that names validation scenes: curves on them, test once at the end."""
+    import json
+
+    from fixtures_data import write_nyud_fixture
+    from pipeline_fixtures import TINY
+
+    root = write_nyud_fixture(tmp_path / "d", n_train=8, n_val=4, height=32, width=48)
+    sets = [a for o in [*TINY, "train.epochs=1", "data.validation_images=2"] for a in ("--set", o)]
+    out = tmp_path / "r"
+    assert (
+        main(["train", "--data", str(root), "--dataset", "nyud", "--arch", "mtl", "--out", str(out), *sets])
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_split"] == "test" and {"val_metrics", "test_metrics"} <= set(metrics)
+    held_out = json.loads((out / "split.json").read_text())["meta"]["validation"]
+    assert len(held_out) == 2

@@ -167,7 +167,14 @@ def cli_pipeline(args: argparse.Namespace) -> int:
 
 def cli_train(args: argparse.Namespace) -> int:
     from .pipeline import train_method
-    from .runs import QUANTISERS_NAME, SPLIT_NAME, ensure_quantisers, ensure_split, task_specs
+    from .runs import (
+        QUANTISERS_NAME,
+        SPLIT_NAME,
+        ensure_quantisers,
+        ensure_split,
+        task_specs,
+        validation_indices,
+    )
 
     _check_root(args.data)
     cfg = _base_config(args, args.arch)
@@ -175,10 +182,14 @@ def cli_train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, stage=2, use_pseudo_labels=not args.no_lp, use_feature_targets=not args.no_lf)
     out = Path(args.out)
     specs = task_specs(cfg)
-    mask = ensure_split(cfg, args.data, specs, Path(args.split) if args.split else out / SPLIT_NAME)
+    split_file = Path(args.split) if args.split else out / SPLIT_NAME
+    mask = ensure_split(cfg, args.data, specs, split_file)
     quantisers = ensure_quantisers(cfg, args.data, specs, mask, out / QUANTISERS_NAME)
     discovery = Path(args.discovery) if args.discovery else None
-    result = train_method(cfg, args.data, out, mask, quantisers, discovery, resume=args.resume)
+    held_out = validation_indices(split_file)  # never trained on: the per-epoch curves
+    result = train_method(
+        cfg, args.data, out, mask, quantisers, discovery, resume=args.resume, held_out=held_out
+    )
     print(json.dumps(result["metrics"], indent=2))
     return 0
 
