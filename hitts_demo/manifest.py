@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx import external_data_helper
 
 from hitts_schema import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
 from hitts_schema.methods import ARCH_NAMES as ARCHS
@@ -390,11 +391,39 @@ def check_onnx(path: str | Path) -> tuple[int, str | None]:
     opsets = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not model.HasField("graph") or not model.graph.node or not opsets:
         raise ExportError(f"{path} is truncated or not an ONNX model (no graph or no opset)")
-    try:
-        onnx.checker.check_model(model)
+    problems = external_data_problems(model, path.parent)
+    if problems:
+        raise ExportError(
+            f"{path}: its weights are stored beside it (ONNX external data) and {'; '.join(problems)}: "
+            f"copy every {path.name}.data-* file together with {path.name}"
+        )
+    try:  # by path: the checker then reads the external data from the model's folder
+        onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as err:
         return int(opsets[0]), (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     return int(opsets[0]), None
+
+
+def external_data_problems(model: onnx.ModelProto, folder: Path) -> list[str]:
+    """What is wrong with the external data files an ONNX graph names (missing, outside ``folder``,
+    shorter than the tensors stored in them); [] for a model that holds its weights inline."""
+    needed: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        end = (info.offset or 0) + (info.length or 0)
+        needed[info.location] = max(needed.get(info.location, 0), end)
+    problems = []
+    for location, end in sorted(needed.items()):
+        file = folder / location
+        if Path(location).name != location:
+            problems.append(f"{location!r} is not a file name in the model's folder")
+        elif not file.is_file():
+            problems.append(f"{location} is missing")
+        elif file.stat().st_size < end:
+            problems.append(f"{location} is truncated ({file.stat().st_size} of {end} bytes)")
+    return problems
 
 
 def read_onnx_opset(path: str | Path) -> int:
