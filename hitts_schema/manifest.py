@@ -1,5 +1,9 @@
 """The export manifest's schema: its version, the file names of an export folder, and file sizes."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 MANIFEST_FORMAT_VERSION = 1
 """``format_version`` written by the trainer's export and required by the dashboard."""
 
@@ -18,3 +22,16 @@ ONNX_SHARD_BYTES = 8 * 2**20
 shards of at most this many bytes (ONNX external data, next to the model)."""
 ONNX_SHARD_SUFFIX = ".data-"
 """Shard ``k`` of ``model.onnx`` is ``model.onnx.data-k`` (k = 0, 1, ...)."""
+
+
+def shard_files(onnx_path: str | Path) -> list[Path]:
+    """The weight shards beside an ONNX file (``model.onnx.data-0``, ``-1``, ...), in order."""
+    onnx_path = Path(onnx_path)
+    prefix = onnx_path.name + ONNX_SHARD_SUFFIX
+    found = [p for p in onnx_path.parent.glob(prefix + "*") if p.name[len(prefix) :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(prefix) :]))
+
+
+def model_files(onnx_path: str | Path) -> list[Path]:
+    """An ONNX model's files: the graph file, then its weight shards."""
+    return [Path(onnx_path), *shard_files(onnx_path)]

@@ -14,7 +14,13 @@ from pathlib import Path
 import onnx
 from onnx import external_data_helper
 
-from hitts_schema.manifest import MAX_FILE_BYTES, ONNX_SHARD_BYTES, ONNX_SHARD_SUFFIX
+from hitts_schema.manifest import (
+    MAX_FILE_BYTES,
+    ONNX_SHARD_BYTES,
+    ONNX_SHARD_SUFFIX,
+    model_files,
+    shard_files,
+)
 
 SMALL_TENSOR_BYTES = 1024
 """Initializers smaller than this stay inside the graph file (scalars, shapes)."""
@@ -24,21 +30,11 @@ graph, where shape inference must read them (ONNX Runtime refuses e.g. Squeeze a
 FILE_MODE_BITS = 0o777
 
 
+__all__ = ["ShardError", "model_files", "reshard", "save_onnx", "shard_files"]
+
+
 class ShardError(ValueError):
     """The model cannot be saved with every file below the limit."""
-
-
-def shard_files(onnx_path: str | Path) -> list[Path]:
-    """The weight shards that sit next to ``onnx_path`` (``model.onnx.data-0``, ...), in order."""
-    onnx_path = Path(onnx_path)
-    prefix = onnx_path.name + ONNX_SHARD_SUFFIX
-    found = [p for p in onnx_path.parent.glob(prefix + "*") if p.name[len(prefix) :].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(prefix) :]))
-
-
-def model_files(onnx_path: str | Path) -> list[Path]:
-    """The model file and its shards."""
-    return [Path(onnx_path), *shard_files(onnx_path)]
 
 
 def _assign_shards(model: onnx.ModelProto, base_name: str, shard_bytes: int) -> int:
