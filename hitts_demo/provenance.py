@@ -40,9 +40,12 @@ def _number(value: Any) -> float | None:
     return float(value) if ok else None
 
 
-def figures_text(metrics: Mapping[str, Any], tasks: tuple[str, ...]) -> str:
-    """``pixel acc 43.0 %, depth rel 0.44, normals not measured``: each shown figure the dict holds;
-    a task of the model with none of its figures is "not measured"."""
+def figures_text(
+    metrics: Mapping[str, Any], tasks: tuple[str, ...], reasons: Mapping[str, Any] | None = None
+) -> str:
+    """``pixel acc 43.0 %, depth rel 0.44, normals not measured (no ground truth)``: each shown figure
+    the dict holds; a task of the model with none of its figures is "not measured" (with its reason)."""
+    reasons = reasons if isinstance(reasons, Mapping) else {}
     parts, seen = [], set()
     for task, metric, label, fmt in FIGURES:
         values = metrics.get(task)
@@ -51,7 +54,11 @@ def figures_text(metrics: Mapping[str, Any], tasks: tuple[str, ...]) -> str:
             parts.append(f"{label} {fmt.format(value)}")
             seen.add(task)
     shown_tasks = {task for task, *_ in FIGURES}
-    parts += [f"{t} {NOT_MEASURED}" for t in tasks if t in shown_tasks and t not in seen]
+    parts += [
+        f"{t} {NOT_MEASURED}" + (f" ({reasons[t]})" if t in reasons else "")
+        for t in tasks
+        if t in shown_tasks and t not in seen
+    ]
     return ", ".join(parts) if seen else NOT_MEASURED
 
 
@@ -111,7 +118,8 @@ def evaluation_text(m: Manifest, source: str, digest: str | None = None) -> str:
         return f"{label}: {NOT_MEASURED}"
     count = entry.get("num_images")
     seed = f", seed {entry['seed']}" if entry.get("seed") is not None else ""
-    text = f"{label} ({count}{seed}): {figures_text(entry['metrics'], m.task_names)}"
+    figures = figures_text(entry["metrics"], m.task_names, entry.get("not_measured"))
+    text = f"{label} ({count}{seed}): {figures}"
     measured_on = entry.get("model_sha256")
     if measured_on and digest and measured_on != digest:
         text += " (measured on other model files: re-run scripts/evaluate_shipped.py)"

@@ -53,6 +53,7 @@ def full_fields(digest: str = "") -> dict:
             "nyuv2-mini": {
                 "num_images": 10,
                 "metrics": {"semseg": SEMSEG, "depth": DEPTH},
+                "not_measured": {"normals": "no ground truth"},
                 "model_sha256": digest,
             },
             "synthetic": {"num_images": 20, "seed": 7, "metrics": {"semseg": SEMSEG, "normals": NORMALS}},
@@ -73,7 +74,7 @@ def test_a_full_manifest_gives_training_validation_and_real_frame_figures(tmp_pa
     assert "depth abs 0.49 m, depth rel 0.18, normals not measured" in line
     assert (
         "real NYUD-v2 frames (10): pixel acc 43.0 %, mIoU 12.3 %, depth abs 1.23 m, depth rel 0.44, "
-        "normals not measured" in line
+        "normals not measured (no ground truth)" in line
     )
     assert (
         "fresh synthetic test scenes (20, seed 7): pixel acc 43.0 %, mIoU 12.3 %, normals mean 31.3°" in line
