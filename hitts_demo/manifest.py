@@ -401,7 +401,8 @@ def load_manifest(export_dir: str | Path) -> Manifest:
 def check_onnx(path: str | Path) -> tuple[int, str | None]:
     """(default-domain opset, what ``onnx.checker.check_model`` objects to or None) of an ONNX file.
 
-    Raises ``ExportError`` for an empty, truncated or non-ONNX file (no graph, no opset), before
+    Raises ``ExportError`` for an empty, truncated or non-ONNX file (no graph, no opset), or a model
+    whose weights shards (ONNX external data, ``model.onnx.data-k``) are missing or short, before
     onnxruntime sees it. A checker complaint alone is not fatal: some converters (onnxruntime's fp16
     one) write graphs the checker rejects (e.g. nodes not topologically sorted) that onnxruntime runs;
     the session's load and dry run decide, and the complaint is reported with the model's status.

@@ -43,6 +43,7 @@ def test_manifest_describes_every_output(exported: dict[str, Path]) -> None:
     assert len(tasks["depth"]["bin_centres"]) == 30 and len(tasks["normals"]["normal_centres"]) == 20
     assert tasks["depth"]["tau"] == 0.45  # NYUD-v2 one-label (paper, Appendix B)
     assert manifest["stage"] == 2 and manifest["trained_on"]["setting"] == "one-label"
+    assert manifest["eval_split"] in ("val", "test") and "validation_images" in manifest["trained_on"]
     mtl = json.loads((exported["mtl"] / "manifest.json").read_text())
     assert not mtl["has_tokens"] and "affinity" not in mtl["outputs"]
 

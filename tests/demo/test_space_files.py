@@ -94,3 +94,23 @@ def test_an_oversized_repository_is_never_uploaded(tmp_path, monkeypatch):
     monkeypatch.setattr(space_files, "HfApi", lambda: pytest.fail("must not upload"))
     (tmp_path / "app.py").write_bytes(b"x" * MAX_FILE_BYTES)
     assert space_files.main(["--root", str(tmp_path), "--upload", "someone/hitts-studio"]) == 1
+
+
+IMPORT_TO_REQUIREMENT = {"PIL": "pillow", "onnxruntime": "onnxruntime-gpu"}
+"""Import names whose distribution (as requirements.txt names it) differs."""
+
+
+def test_requirements_install_every_third_party_package_the_app_imports():
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    imported = set()
+    for path in [REPO / "app.py", *sorted((REPO / "hitts_demo").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+    third_party = imported - stdlib - {"hitts_demo", "hitts_schema"}
+    lines = [ln.split("#")[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
+    names = {ln.split(">")[0].split("<")[0].split("=")[0].strip().lower() for ln in lines if ln}
+    missing = {m for m in third_party if IMPORT_TO_REQUIREMENT.get(m, m).lower() not in names}
+    assert third_party and not missing, f"imported by the app but not in requirements.txt: {missing}"
