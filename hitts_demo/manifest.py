@@ -12,14 +12,17 @@ onnxruntime, tasks that do not match the outputs), never later as a failure insi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx import external_data_helper
 
 from hitts_schema import MANIFEST_FILE, MANIFEST_FORMAT_VERSION
+from hitts_schema.manifest import model_files
 from hitts_schema.methods import ARCH_NAMES as ARCHS
 
 KINDS = ("segmentation", "binary", "depth", "normals")
@@ -30,6 +33,7 @@ AFFINITY_OUTPUT = "affinity"
 DEFAULT_VARIANT = "fp32"
 INT64 = "tensor(int64)"
 FLOAT = "tensor(float)"
+DIGEST_BLOCK_BYTES = 2**20
 
 
 class ExportError(RuntimeError):
@@ -85,6 +89,14 @@ class Manifest:
     parity: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Path] = field(default_factory=dict)
     """Other precisions of the same graph (``quantized`` in the manifest): "fp16" -> its .onnx file."""
+    stage: int | None = None
+    eval_split: str = ""
+    """Which split ``metrics`` was measured on ("val": held-out training scenes, "test"); "" = not recorded."""
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+    """The run's last-epoch figures on its held-out validation scenes ({} when it held none out)."""
+    evaluations: dict[str, Any] = field(default_factory=dict)
+    """Figures measured on the exported model through this package's runtime, by source ("nyuv2-mini",
+    "synthetic"), written by ``scripts/evaluate_shipped.py --update-manifest``; {} = not measured."""
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -194,6 +206,23 @@ def _variants(raw: dict, export_dir: Path) -> dict[str, Path]:
     return out
 
 
+def _figures(raw: dict) -> dict[str, Any]:
+    """The optional provenance fields (older manifests lack them; a malformed one reads as absent)."""
+
+    def obj(key: str) -> dict[str, Any]:
+        value = raw.get(key)
+        return dict(value) if isinstance(value, dict) else {}
+
+    stage = raw.get("stage")
+    split = raw.get("eval_split")
+    return {
+        "stage": stage if isinstance(stage, int) and not isinstance(stage, bool) else None,
+        "eval_split": split if isinstance(split, str) else "",
+        "val_metrics": obj("val_metrics"),
+        "evaluations": obj("evaluations"),
+    }
+
+
 def _parse_input(inp: dict, problems: list[str]) -> InputInfo | None:
     """The manifest's ``input`` block (None, with problems recorded, when it is unusable)."""
     if not inp:
@@ -265,6 +294,7 @@ def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
         metrics=dict(raw.get("metrics") or {}),
         parity=dict(raw.get("parity") or {}),
         variants=_variants(raw, export_dir),
+        **_figures(raw),
     )
     problems = contract_problems(manifest)
     if problems:
@@ -371,7 +401,8 @@ def load_manifest(export_dir: str | Path) -> Manifest:
 def check_onnx(path: str | Path) -> tuple[int, str | None]:
     """(default-domain opset, what ``onnx.checker.check_model`` objects to or None) of an ONNX file.
 
-    Raises ``ExportError`` for an empty, truncated or non-ONNX file (no graph, no opset), before
+    Raises ``ExportError`` for an empty, truncated or non-ONNX file (no graph, no opset), or a model
+    whose weights shards (ONNX external data, ``model.onnx.data-k``) are missing or short, before
     onnxruntime sees it. A checker complaint alone is not fatal: some converters (onnxruntime's fp16
     one) write graphs the checker rejects (e.g. nodes not topologically sorted) that onnxruntime runs;
     the session's load and dry run decide, and the complaint is reported with the model's status.
@@ -390,11 +421,50 @@ def check_onnx(path: str | Path) -> tuple[int, str | None]:
     opsets = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not model.HasField("graph") or not model.graph.node or not opsets:
         raise ExportError(f"{path} is truncated or not an ONNX model (no graph or no opset)")
-    try:
-        onnx.checker.check_model(model)
+    problems = external_data_problems(model, path.parent)
+    if problems:
+        raise ExportError(
+            f"{path}: its weights are stored beside it (ONNX external data) and {'; '.join(problems)}: "
+            f"copy every {path.name}.data-* file together with {path.name}"
+        )
+    try:  # by path: the checker then reads the external data from the model's folder
+        onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as err:
         return int(opsets[0]), (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     return int(opsets[0]), None
+
+
+def external_data_problems(model: onnx.ModelProto, folder: Path) -> list[str]:
+    """What is wrong with the external data files an ONNX graph names (missing, outside ``folder``,
+    shorter than the tensors stored in them); [] for a model that holds its weights inline."""
+    needed: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        end = (info.offset or 0) + (info.length or 0)
+        needed[info.location] = max(needed.get(info.location, 0), end)
+    problems = []
+    for location, end in sorted(needed.items()):
+        file = folder / location
+        if Path(location).name != location:
+            problems.append(f"{location!r} is not a file name in the model's folder")
+        elif not file.is_file():
+            problems.append(f"{location} is missing")
+        elif file.stat().st_size < end:
+            problems.append(f"{location} is truncated ({file.stat().st_size} of {end} bytes)")
+    return problems
+
+
+def model_digest(onnx_path: str | Path) -> str:
+    """SHA-256 of a model's files (the graph file, then its weight shards, in order): names the exact
+    weights a figure was measured on (``evaluations[...]["model_sha256"]``)."""
+    digest = hashlib.sha256()
+    for path in model_files(onnx_path):
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(DIGEST_BLOCK_BYTES), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def read_onnx_opset(path: str | Path) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hitts_demo import postprocess as pp
+from hitts_demo import provenance
 from hitts_demo.gallery import GalleryItem, list_gallery, load_ground_truth
 from hitts_demo.manifest import DEFAULT_VARIANT, ExportError, Manifest, load_manifest
 from hitts_demo.predictor import Prediction, Predictor
@@ -150,7 +151,8 @@ class Studio:
         return timings
 
     def status_markdown(self) -> str:
-        """Which models are served, from where, and what failed to load."""
+        """Which models are served, what each was trained on and how well it does (one line each,
+        ``hitts_demo.provenance``), and what failed to load."""
         lines = []
         if not self.manifests:
             lines.append(
@@ -158,17 +160,12 @@ class Studio:
                 "`exports/hitts/` and `exports/mtl/` (`model.onnx` + `manifest.json`)."
             )
         for name, m in self.manifests.items():
-            trained = m.trained_on
             tokens = "with tokens" if m.has_tokens else "no tokens"
-            where = (
-                f"; trained on {trained['dataset']} ({trained.get('setting', '?')})"
-                if "dataset" in trained
-                else ""
-            )
             lines.append(
                 f"**{name}**: {m.arch}, {m.backbone}, input {m.input.width}x{m.input.height}, "
-                f"tasks {', '.join(m.task_names)}, {tokens}, {'/'.join(m.variant_names)}{where}"
+                f"tasks {', '.join(m.task_names)}, {tokens}, {'/'.join(m.variant_names)}"
             )
+            lines.append("↳ " + provenance.model_line(m, provenance.current_digest(m), with_name=False))
         for (name, variant), pred in self._predictors.items():
             if pred.checker_note:
                 lines.append(

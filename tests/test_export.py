@@ -43,6 +43,7 @@ def test_manifest_describes_every_output(exported: dict[str, Path]) -> None:
     assert len(tasks["depth"]["bin_centres"]) == 30 and len(tasks["normals"]["normal_centres"]) == 20
     assert tasks["depth"]["tau"] == 0.45  # NYUD-v2 one-label (paper, Appendix B)
     assert manifest["stage"] == 2 and manifest["trained_on"]["setting"] == "one-label"
+    assert manifest["eval_split"] in ("val", "test") and "validation_images" in manifest["trained_on"]
     mtl = json.loads((exported["mtl"] / "manifest.json").read_text())
     assert not mtl["has_tokens"] and "affinity" not in mtl["outputs"]
 
@@ -104,3 +105,46 @@ def test_topological_sort_puts_producers_first() -> None:
     topological_sort(model.graph)
     assert [n.name for n in model.graph.node] == ["a", "b", "c"]
     onnx.checker.check_model(model)
+
+
+def test_run_figures_carry_validation_and_test_metrics(tmp_path: Path) -> None:
+    from trainer.export import run_figures
+
+    val = {"semseg": {"miou": 40.0, "pacc": 70.0}}
+    test = {"semseg": {"miou": 30.0, "pacc": 60.0}}
+    doc = {"epochs": 2, "val_metrics": val, "test_metrics": test, "eval_split": "test", "metrics": test}
+    (tmp_path / "metrics.json").write_text(json.dumps(doc))
+    assert run_figures(tmp_path) == {
+        "metrics": test,
+        "eval_split": "test",
+        "val_metrics": val,
+        "test_metrics": test,
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps({"metrics": test, "eval_split": "test"}))
+    assert run_figures(tmp_path) == {"metrics": test, "eval_split": "test"}  # no held-out scenes
+    assert run_figures(tmp_path / "missing") == {"metrics": {}}
+
+
+def test_synthetic_settings_come_from_the_data_folder(tmp_path: Path) -> None:
+    from trainer.data.synthetic import META_FILE
+    from trainer.export import synthetic_settings
+
+    meta = {
+        "generator": "g",
+        "generator_version": "1.0",
+        "seed": 3,
+        "num_train": 9,
+        "num_test": 2,
+        "height": 8,
+    }
+    (tmp_path / META_FILE).write_text(json.dumps({**meta, "profile": "wide", "classes": ["a"]}))
+    got = synthetic_settings(tmp_path)
+    assert got == {
+        "generator_version": "1.0",
+        "profile": "wide",
+        "seed": 3,
+        "num_train": 9,
+        "num_test": 2,
+        "height": 8,
+    }
+    assert synthetic_settings(tmp_path / "elsewhere") == {}

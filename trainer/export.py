@@ -6,6 +6,10 @@ normalisation, tau, metrics, training data, parity), so the app never repeats a 
 Parity is measured on real images (the run's evaluation images, or a given folder): the maximum
 absolute difference of every output and, for index outputs, the fraction of pixels where ONNX
 Runtime and PyTorch agree. Below ``MIN_AGREEMENT`` the export fails loudly.
+
+Every file written stays below ``hitts_schema.manifest.MAX_FILE_BYTES`` (a Hugging Face Space's limit
+for files outside Git LFS): a larger model keeps its graph in ``model.onnx`` and its weights in
+``model.onnx.data-0``, ``-1``, ... (ONNX external data, ``trainer.onnx_files``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from torch import nn
 from hitts_schema.manifest import MANIFEST_FILE, MANIFEST_FORMAT_VERSION, MODEL_FILE
 
 from .config import TASK_SET
+from .data.synthetic import META_FILE as SYNTHETIC_META_FILE
 from .data.transforms import IMAGE_MEAN, IMAGE_STD
+from .onnx_files import model_files, reshard, save_onnx
 from .quantise import logits_to_outputs, quantisers_to_dict
-from .runs import METRICS_NAME, dataset_for, load_run, task_specs
+from .runs import METRICS_NAME, dataset_for, load_run, read_json, task_specs
 from .tasks import TaskSpec, tau_for
 
 OPSET = 18
@@ -34,6 +40,8 @@ MIN_AGREEMENT = 0.999
 PARITY_IMAGES = 4
 INT8_OPS = ["MatMul", "Gemm"]
 TOKEN_OUTPUTS = ("global_score", "fine_scores", "fine_tokens")
+SYNTHETIC_FIELDS = ("generator_version", "profile", "seed", "num_train", "num_test", "height", "width")
+"""Generator settings copied from a synthetic data folder's ``synthetic.json`` into ``trained_on``."""
 
 # A fixed, distinguishable palette (RGB), cycled for tasks with more classes.
 PALETTE = [
@@ -241,7 +249,7 @@ def _write_onnx(wrapper: ExportWrapper, onnx_path: Path, height: int, width: int
     )
     onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
     onnx.checker.check_model(onnx_model, full_check=True)
-    onnx.save(onnx_model, str(onnx_path))
+    save_onnx(onnx_model, onnx_path)  # below the Space's file limit: weights in shards when large
     tmp_path.unlink()
     return onnx_path
 
@@ -270,10 +278,11 @@ def _variant(
         return {
             "file": path.name,
             "parity": measure_parity(wrapper, path, images),
-            "size_mb": round(path.stat().st_size / 2**20, 2),
+            "size_mb": round(sum(f.stat().st_size for f in model_files(path)) / 2**20, 2),
         }
     except Exception as e:  # the fp32 export stands on its own
-        path.unlink(missing_ok=True)
+        for f in model_files(path):
+            f.unlink(missing_ok=True)
         print(f"warning: {kind} variant not written: {type(e).__name__}: {e}")
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -297,7 +306,7 @@ def _make_fp16(src: Path, dst: Path) -> None:
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     topological_sort(model.graph)
     onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(dst))
+    save_onnx(model, dst)
 
 
 def topological_sort(graph: onnx.GraphProto) -> None:
@@ -331,8 +340,51 @@ def _make_int8(src: Path, dst: Path) -> None:
     onnx.save(model, str(folded))
     try:
         quantize_dynamic(str(folded), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=INT8_OPS)
+        reshard(dst)  # conv weights stay fp32: the int8 model may still be over the file limit
     finally:
         folded.unlink(missing_ok=True)
+
+
+def synthetic_settings(data_root: str | Path) -> dict[str, Any]:
+    """The generator settings of a synthetic data folder (its ``synthetic.json``: version, seed, scene
+    counts, size and, where the generator has one, ``profile``); ``{}`` when the folder has none."""
+    meta = read_json(Path(data_root) / SYNTHETIC_META_FILE, {})
+    return {k: meta[k] for k in SYNTHETIC_FIELDS if k in meta}
+
+
+def run_figures(run_dir: Path) -> dict[str, Any]:
+    """The run's ``metrics.json`` figures for the manifest: ``metrics`` (the final evaluation),
+    ``eval_split`` (which split it is) and, when the run held out scenes, ``val_metrics`` (the last
+    epoch on the held-out validation scenes) and ``test_metrics``."""
+    result = read_json(run_dir / METRICS_NAME, {})
+    figures: dict[str, Any] = {"metrics": result.get("metrics", {})}
+    for key in ("eval_split", "val_metrics", "test_metrics"):
+        if result.get(key):
+            figures[key] = result[key]
+    return figures
+
+
+def _trained_on(cfg: Any, data_root: str, specs: tuple[TaskSpec, ...]) -> dict[str, Any]:
+    """The manifest's ``trained_on``: data set, setting, scene count, schedule, input size, initialisation."""
+    trained_on = {
+        "dataset": cfg.data.dataset,
+        "setting": cfg.data.setting,
+        "num_train": len(dataset_for(cfg, data_root, "train", specs)),
+        "validation_images": cfg.data.validation_images,
+        "epochs": cfg.train.epochs,
+        "input_size": [cfg.data.height, cfg.data.width],
+        "backbone_init": backbone_init(cfg.model),
+        "losses": "L_s + L_p + L_f (stage 2, pseudo labels from the stage-1 HiTTs)"
+        if cfg.stage == 2
+        else "L_s (labelled tasks only)",
+        "notes": "procedural synthetic indoor scenes only: no real image was seen in training"
+        if cfg.data.dataset == "synthetic"
+        else "",
+    }
+    generator = synthetic_settings(data_root) if cfg.data.dataset == "synthetic" else {}
+    if generator:
+        trained_on["synthetic"] = generator
+    return trained_on
 
 
 def export_run(
@@ -343,7 +395,11 @@ def export_run(
     fp16: bool = False,
     int8: bool = False,
 ) -> dict[str, Any]:
-    """Export a run folder (its checkpoint and metrics) to ``out_dir``."""
+    """Export a run folder (its checkpoint and metrics) to ``out_dir``.
+
+    The real-frame and fresh-synthetic figures (``evaluations``) are measured on the exported model,
+    through the dashboard's runtime, afterwards: ``scripts/evaluate_shipped.py --update-manifest``.
+    """
     run_dir = Path(run_dir)
     cfg, model, quantisers, state = load_run(run_dir)
     specs = task_specs(cfg)
@@ -351,28 +407,13 @@ def export_run(
         data = dataset_for(cfg, parity_data, "val", specs, dataset="nyuv2-mini")
     else:
         data = dataset_for(cfg, state["data_root"], "val", specs)
-    metrics_path = run_dir / METRICS_NAME
-    metrics = json.loads(metrics_path.read_text()).get("metrics", {}) if metrics_path.exists() else {}
     extra = {
         "name": name or cfg.model.arch,
         "arch": cfg.model.arch,
         "backbone": cfg.model.backbone,
         "stage": cfg.stage,
-        "trained_on": {
-            "dataset": cfg.data.dataset,
-            "setting": cfg.data.setting,
-            "num_train": len(dataset_for(cfg, state["data_root"], "train", specs)),
-            "epochs": cfg.train.epochs,
-            "input_size": [cfg.data.height, cfg.data.width],
-            "backbone_init": backbone_init(cfg.model),
-            "losses": "L_s + L_p + L_f (stage 2, pseudo labels from the stage-1 HiTTs)"
-            if cfg.stage == 2
-            else "L_s (labelled tasks only)",
-            "notes": "procedural synthetic indoor scenes only: no real image was seen in training"
-            if cfg.data.dataset == "synthetic"
-            else "",
-        },
-        "metrics": metrics,
+        "trained_on": _trained_on(cfg, state["data_root"], specs),
+        **run_figures(run_dir),
         "quantisers": quantisers_to_dict(quantisers),
     }
     taus = tau_for(TASK_SET[cfg.data.dataset], cfg.data.setting, specs)

@@ -92,6 +92,42 @@ def test_truncated_onnx(broken, keep):
         Predictor(broken)
 
 
+def _to_external_data(folder: Path) -> Path:
+    """Re-save the export's model with its weights in ``model.onnx.data-0`` (ONNX external data)."""
+    import onnx
+
+    path = folder / "model.onnx"
+    onnx.save_model(
+        onnx.load(str(path)),
+        str(path),
+        save_as_external_data=True,
+        location="model.onnx.data-0",
+        size_threshold=1024,  # small (shape) tensors stay inline
+    )
+    return folder / "model.onnx.data-0"
+
+
+def test_a_model_with_external_data_predicts_as_the_inline_one(broken, predictor):
+    shard = _to_external_data(broken)
+    assert shard.stat().st_size > (broken / "model.onnx").stat().st_size
+    sharded = Predictor(broken)
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert sharded.checker_note is None
+    for name, value in predictor.predict(rgb).outputs.items():
+        np.testing.assert_array_equal(sharded.predict(rgb).outputs[name], value)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_missing_or_truncated_weights_shard_is_reported(broken, damage):
+    shard = _to_external_data(broken)
+    if damage == "missing":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(ExportError, match=f"model.onnx.data-0 is {damage}.*copy every model.onnx.data"):
+        Predictor(broken)
+
+
 def test_not_an_onnx_file(broken):
     (broken / "model.onnx").write_bytes(b"\xff" * 1000)
     with pytest.raises(ExportError, match="not an ONNX model|truncated"):
