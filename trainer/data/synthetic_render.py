@@ -217,10 +217,15 @@ def _cast_room(layout: Layout, inv_d: list[np.ndarray]) -> tuple[np.ndarray, np.
     floor 0 / ceiling 1 (z), wall0 y=0 (2), wall1 x=Lx (3), wall2 y=Ly (4), wall3 x=0 (5)."""
     o = layout.cam_position
     size = layout.room
-    ts = [np.maximum(np.float32(-o[a]) * inv_d[a], np.float32(size[a] - o[a]) * inv_d[a]) for a in range(3)]
-    t = np.minimum(np.minimum(ts[0], ts[1]), ts[2])
-    pid = 5 - 2 * (inv_d[0] > 0).astype(np.intp)
-    np.copyto(pid, 2 + 2 * (inv_d[1] > 0), where=ts[1] <= t)
+    tmp = np.empty_like(inv_d[0])
+    ts = []
+    for a in range(3):
+        t_a = np.multiply(np.float32(-o[a]), inv_d[a])
+        ts.append(np.maximum(t_a, np.multiply(np.float32(size[a] - o[a]), inv_d[a], out=tmp), out=t_a))
+    t = np.minimum(ts[0], ts[1])
+    np.minimum(t, ts[2], out=t)
+    pid = np.where(inv_d[0] > 0, np.intp(3), np.intp(5))
+    np.copyto(pid, np.where(inv_d[1] > 0, np.intp(4), np.intp(2)), where=ts[1] <= t)
     np.copyto(pid, inv_d[2] > 0, where=ts[2] <= t)
     return t, pid
 
@@ -858,12 +863,20 @@ def depth_sensor(
     far side of depth discontinuities, on grazing surfaces, beyond ``MAX_RANGE`` and as speckles."""
     h, w = z.shape
     a, b, c = DEPTH_NOISE
-    zc = z - np.float32(c)
-    sigma = np.float32(a) + np.float32(b) * zc * zc
-    noisy = z + gaussian(rng, z.shape) * sigma
+    # in place, in the order of: sigma = a + b (z - c)^2; noisy = z + N(0, 1) sigma;
+    # out = fb / max(round(fb / max(noisy, NEAR)), 1)
+    sigma = np.subtract(z, np.float32(c))
+    sigma_b = np.multiply(np.float32(b), sigma)
+    sigma_b *= sigma
+    sigma_b += np.float32(a)
+    noisy = np.multiply(gaussian(rng, z.shape), sigma_b, out=sigma)
+    noisy += z
     fb = np.float32(KINECT_FOCAL * KINECT_BASELINE * KINECT_SUBPIXEL)
-    disp = np.maximum(np.round(fb / np.maximum(noisy, np.float32(NEAR))), np.float32(1.0))
-    out = fb / disp
+    out = np.maximum(noisy, np.float32(NEAR), out=noisy)
+    np.divide(fb, out, out=out)
+    np.round(out, out=out)
+    np.maximum(out, np.float32(1.0), out=out)
+    np.divide(fb, out, out=out)
     missing = hole | (z > MAX_RANGE)
     # far side of discontinuities (the projector's shadow), widened horizontally
     rel = np.float32(DISCONTINUITY_REL)
@@ -882,7 +895,7 @@ def depth_sensor(
     # grazing surfaces: always missing below OBLIQUE_COS, randomly up to OBLIQUE_COS_SOFT
     p_drop = (np.float32(OBLIQUE_COS_SOFT) - cos_inc) * np.float32(1.0 / (OBLIQUE_COS_SOFT - OBLIQUE_COS))
     missing |= rng.random((h, w), dtype=np.float32) < np.maximum(p_drop, np.float32(SPECKLE_DROPOUT))
-    out[missing] = 0.0
+    np.copyto(out, np.float32(0.0), where=missing)
     return out
 
 
