@@ -50,7 +50,8 @@ their union rectangle when that wastes less than this per box."""
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 """fx, fy, cx, cy of NYU's Kinect RGB camera at NYU_SIZE."""
 NYU_SIZE = (480, 640)
-NOISE_TILE = 256
+NOISE_TILE_BITS = 8
+NOISE_TILE = 1 << NOISE_TILE_BITS
 """Side of the shared square noise tiles (a power of two: lookups wrap with a bit mask)."""
 NOISE_SEED = 20240611
 """Fixed seed of the shared noise tiles (constants of the generator, not of an image)."""
@@ -455,13 +456,14 @@ def surface(layout: Layout, d, z: np.ndarray, pid: np.ndarray) -> dict[str, np.n
     }  # fmt: skip
 
 
-def face_normalised(surf: dict[str, np.ndarray], sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(un, vn): face coordinates of the flat pixel indices ``sel`` divided by the face's half
-    sizes, in [-1, 1] (only a few texture kinds need them, so they are computed on demand)."""
-    u, v, hx, hy, hz, fx, fz = (
-        surf[k].reshape(-1).take(sel) for k in ("u_face", "v_face", "hx", "hy", "hz", "fx", "fz")
-    )
-    return u / np.where(fx, hy, hx), v / np.where(fz, hy, hz)
+_FACE_COORDS = {"un": ("u_face", "fx", "hy", "hx"), "vn": ("v_face", "fz", "hy", "hz")}
+"""Normalised face coordinate -> (coordinate, face flag, half size where the flag is set, else)."""
+
+
+def face_coordinate(surf: dict[str, np.ndarray], sel: np.ndarray, name: str) -> np.ndarray:
+    """One of ``face_normalised``'s coordinates ("un" or "vn") on the flat pixel indices ``sel``."""
+    coord, flag, if_set, otherwise = (surf[k].reshape(-1).take(sel) for k in _FACE_COORDS[name])
+    return coord / np.where(flag, if_set, otherwise)
 
 
 # --------------------------------------------------------------------------- textures
@@ -504,10 +506,17 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _noise(tile: np.ndarray, u: np.ndarray, v: np.ndarray, scale) -> np.ndarray:
-    """Nearest lookup of a flattened tile at (u, v) * scale texels (u, v positive)."""
-    iu = (u * scale).astype(np.intp) & (NOISE_TILE - 1)
-    iv = (v * scale).astype(np.intp) & (NOISE_TILE - 1)
-    return tile.take(iv * NOISE_TILE + iu)
+    """Nearest lookup of a flattened tile at (u, v) * scale texels (u, v positive).
+
+    Texel indices are int32 (texture coordinates are below ~200 m and scales below ~1000 texels
+    per metre, far inside its range), about twice as fast as intp with the same values."""
+    iu = (u * scale).astype(np.int32)
+    iu &= NOISE_TILE - 1
+    iv = (v * scale).astype(np.int32)
+    iv &= NOISE_TILE - 1
+    iv <<= NOISE_TILE_BITS
+    iv |= iu
+    return tile.take(iv)
 
 
 def _hash(table: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -565,14 +574,14 @@ def _pattern(k: int, get, sc, m, tiles) -> tuple:
         return g * g * g * 0.7, 0.0, 1 + 0.05 * _noise(fine, u, v, 200.0)
     if k == T_PLANKS:
         fv = v / sc
-        plank = fv.astype(np.intp)
-        seg = (u / (sc * PLANK_LENGTH) + _hash(table, plank, plank * 7)).astype(np.intp)
+        plank = fv.astype(np.int32)
+        seg = (u / (sc * PLANK_LENGTH) + _hash(table, plank, plank * 7)).astype(np.int32)
         tone = 0.8 + 0.4 * _hash(table, plank, seg)
         g = 0.5 + 0.5 * np.sin((v * 40.0 + 0.6 * _noise(smooth, u * 0.25, v, 150.0)) * two_pi)
         return g * g * g * 0.6, 0.0, tone * (1.0 - PLANK_GAP_DARKEN * ((fv - plank) < PLANK_GAP))
     if k == T_TILES:
         fu, fv = u / sc, v / sc
-        iu, iv = fu.astype(np.intp), fv.astype(np.intp)
+        iu, iv = fu.astype(np.int32), fv.astype(np.int32)
         grout = ((fu - iu) < GROUT_WIDTH) | ((fv - iv) < GROUT_WIDTH)
         tone = 0.9 + 0.2 * _hash(table, iu, iv)
         return grout.astype(np.float32), 0.0, tone * (1 + 0.04 * _noise(smooth, u, v, 50.0))
@@ -617,7 +626,7 @@ def albedo(
 
         def get(name, sel=sel):
             if name in ("un", "vn"):
-                return face_normalised(surf, sel)[0 if name == "un" else 1]
+                return face_coordinate(surf, sel, name)
             return surf[name].reshape(-1).take(sel)
 
         t, t3, mult = _pattern(int(k), get, scales.take(m), m, tiles)
