@@ -149,6 +149,7 @@ def _pixel_slopes(height: int, width: int, focal_scale: float = 1.0) -> tuple[np
 def world_rays(layout: Layout, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World-frame ray directions (3 arrays (H, W) float32), with camera-frame z component 1."""
     su, sv = _pixel_slopes(height, width, layout.focal_scale)
+    su, sv = su[:1], sv[:, :1]  # (1, W) and (H, 1): the products depend on one coordinate only
     r = layout.cam_to_world.astype(np.float32)
     return tuple(r[i, 0] * su + r[i, 1] * sv + r[i, 2] for i in range(3))  # type: ignore[return-value]
 
