@@ -1410,13 +1410,14 @@ def _vary_colours(materials: list[Material], rng: np.random.Generator, profile: 
     material, shared by its colours so that textures keep their contrast), clipped to [0, 1]."""
     out = []
     for m in materials:
-        gain = np.exp(rng.normal(0.0, profile.material_colour_std, size=3))
+        gain = np.exp(rng.normal(0.0, profile.material_colour_std, size=3)).tolist()
         sat = rng.uniform(*profile.material_saturation)
         cols = []
         for col in (m.c1, m.c2, m.c3):
-            rgb = np.asarray(col) * gain
-            grey = float(rgb.mean())
-            cols.append(tuple(float(c) for c in np.clip(grey + (rgb - grey) * sat, 0.0, 1.0)))
+            # python floats, in the order numpy would use: rgb = col * gain, grey = mean(rgb)
+            rgb = [c * g for c, g in zip(col, gain)]
+            grey = (rgb[0] + rgb[1] + rgb[2]) / 3
+            cols.append(tuple(min(max(grey + (c - grey) * sat, 0.0), 1.0) for c in rgb))
         out.append(replace(m, c1=cols[0], c2=cols[1], c3=cols[2]))
     return out
 
