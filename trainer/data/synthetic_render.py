@@ -375,17 +375,22 @@ def cast(layout: Layout, d: tuple[np.ndarray, ...], height: int, width: int) -> 
     groups = p.group[ids[is_box]]
     box_ids, box_rects, box_area = ids[is_box], rects[is_box], area[is_box]
     bounds = np.flatnonzero(np.diff(groups)) + 1  # primitives of a group are consecutive
-    for sel in np.split(np.arange(len(groups)), bounds):
-        if len(sel) == 0:
+    rect_list, area_list = box_rects.tolist(), box_area.tolist()  # python ints: cheaper per group
+    for start, stop in zip([0, *bounds.tolist()], [*bounds.tolist(), len(groups)]):
+        if stop == start:  # no visible box at all
             continue
-        rs = box_rects[sel]
-        union = (rs[:, 0].min(), rs[:, 1].max(), rs[:, 2].min(), rs[:, 3].max())
+        if stop == start + 1:
+            _cast_boxes(layout, box_ids[start:stop], rect_list[start], d, inv_d, slabs, zbuf, pid)
+            continue
+        rs = rect_list[start:stop]
+        union = (min(r[0] for r in rs), max(r[1] for r in rs), min(r[2] for r in rs), max(r[3] for r in rs))
         union_area = (union[1] - union[0]) * (union[3] - union[2])
-        if len(sel) == 1 or len(sel) * union_area <= box_area[sel].sum() + len(sel) * BATCH_OVERHEAD_PX:
-            _cast_boxes(layout, box_ids[sel], union, d, inv_d, slabs, zbuf, pid)
+        n = stop - start
+        if n * union_area <= sum(area_list[start:stop]) + n * BATCH_OVERHEAD_PX:
+            _cast_boxes(layout, box_ids[start:stop], union, d, inv_d, slabs, zbuf, pid)
         else:
-            for j in sel:
-                _cast_boxes(layout, box_ids[j : j + 1], box_rects[j], d, inv_d, slabs, zbuf, pid)
+            for j in range(start, stop):
+                _cast_boxes(layout, box_ids[j : j + 1], rect_list[j], d, inv_d, slabs, zbuf, pid)
     for i, rect in zip(ids[~is_box], rects[~is_box]):
         (_cast_cylinder if p.ptype[i] == P_CYL else _cast_sphere)(layout, i, rect, d, zbuf, pid)
     return zbuf, pid
