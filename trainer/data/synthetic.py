@@ -163,12 +163,12 @@ def generate_scene(
     clock("edges_pack")
     return {
         "image": image,
-        "label": label.astype(np.int16),
+        "label": label.astype(np.int16, copy=False),
         "depth": depth[..., None],
         "depth_clean": z[..., None],
         "normal": normal,
         "edge": edge,
-        "instance": inst.astype(np.int32),
+        "instance": inst.astype(np.int32, copy=False),
         "meta": _scene_meta(layout, height, width, profile),
     }
 

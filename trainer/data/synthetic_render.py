@@ -436,7 +436,7 @@ def surface(layout: Layout, d, z: np.ndarray, pid: np.ndarray) -> dict[str, np.n
     nlx = np.copysign(one, lx) * sign * fx
     nly = np.copysign(one, ly) * sign * fy
     nlz = np.copysign(one, lz) * sign * fz
-    curved = np.flatnonzero(p.ptype.take(pid).ravel() >= P_CYL)
+    curved = np.flatnonzero((p.ptype >= P_CYL).take(pid.ravel()))
     if len(curved):
         ptype = p.ptype.take(pid.ravel()[curved])
         fl = [a.reshape(-1) for a in (nlx, nly, nlz, fx, fy, fz)]
