@@ -66,7 +66,7 @@ from trainer.data.synthetic_render import (
 from trainer.tasks import IGNORE_LABEL, NYUD_CLASSES
 
 GENERATOR_VERSION = "1.0"
-"""Bumped whenever the same (seed, split, index) would give a different image."""
+"""Bumped whenever the same (seed, split, index, profile) would give a different image."""
 SPLIT_IDS = {"train": 0, "test": 1, "val": 1}
 """Seed-stream id of each split (``val`` and ``test`` name the same split, written to ``val/``)."""
 SPLIT_DIRS = {"train": "train", "test": "val"}
