@@ -668,7 +668,7 @@ def shade(layout: Layout, surf, alb: list[np.ndarray], emissive: np.ndarray, pid
     irr = nz * np.float32(0.15)
     irr += 1.0
     irr *= np.float32(layout.ambient)
-    kinds, _, _ = _material_tables(layout)
+    kinds = np.array([m.kind for m in layout.prims.materials], np.int8)  # (M,) as in _material_tables
     glossy_kind = np.zeros(NUM_KINDS, np.float32)
     glossy_kind[list(SPECULAR_KINDS)] = rng.uniform(*SPECULAR_STRENGTH)
     gloss = glossy_kind.take(kinds.take(layout.prims.material.astype(np.intp))).take(pid)
