@@ -43,6 +43,7 @@ import ctypes
 import json
 import os
 import time
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -65,7 +66,7 @@ from trainer.data.synthetic_render import (
 from trainer.tasks import IGNORE_LABEL, NYUD_CLASSES
 
 GENERATOR_VERSION = "1.0"
-"""Bumped whenever the same (seed, split, index) would give a different image."""
+"""Bumped whenever the same (seed, split, index, profile) would give a different image."""
 SPLIT_IDS = {"train": 0, "test": 1, "val": 1}
 """Seed-stream id of each split (``val`` and ``test`` name the same split, written to ``val/``)."""
 SPLIT_DIRS = {"train": "train", "test": "val"}
@@ -162,12 +163,12 @@ def generate_scene(
     clock("edges_pack")
     return {
         "image": image,
-        "label": label.astype(np.int16),
+        "label": label.astype(np.int16, copy=False),
         "depth": depth[..., None],
         "depth_clean": z[..., None],
         "normal": normal,
         "edge": edge,
-        "instance": inst.astype(np.int32),
+        "instance": inst.astype(np.int32, copy=False),
         "meta": _scene_meta(layout, height, width, profile),
     }
 
@@ -186,15 +187,35 @@ def _normals_and_depth(
     # camera-frame normals: n_cam = R^T n_world (R = cam_to_world), unit by construction
     rot = layout.cam_to_world.astype(np.float32)
     nw = (surf["nx"], surf["ny"], surf["nz"])
-    nc = [rot[0, a] * nw[0] + rot[1, a] * nw[1] + rot[2, a] * nw[2] for a in range(3)]
+    normal = np.empty((height, width, 3), np.float32)
+    tmp = np.empty((height, width), np.float32)
+    nc = []
+    for a in range(3):  # rot[0, a] nw0 + rot[1, a] nw1 + rot[2, a] nw2, in place
+        n = np.multiply(rot[0, a], nw[0])
+        n += np.multiply(rot[1, a], nw[1], out=tmp)
+        n += np.multiply(rot[2, a], nw[2], out=tmp)
+        normal[..., a] = n
+        nc.append(n)
     # cosine of incidence: -n . ray / |ray| with the camera-frame ray (slope_u, slope_v, 1)
-    fx, fy, cx, cy = intrinsics(height, width, layout.focal_scale)
-    su = ((np.arange(width, dtype=np.float32) - np.float32(cx)) / np.float32(fx))[None, :]
-    sv = ((np.arange(height, dtype=np.float32) - np.float32(cy)) / np.float32(fy))[:, None]
-    cos_inc = -(nc[0] * su + nc[1] * sv + nc[2]) / np.sqrt(su * su + sv * sv + 1)
+    su, sv, ray_norm = _camera_rays(height, width, layout.focal_scale)
+    cos_inc = np.multiply(nc[0], su)
+    cos_inc += np.multiply(nc[1], sv, out=tmp)
+    cos_inc += nc[2]
+    np.negative(cos_inc, out=cos_inc)
+    cos_inc /= ray_norm
     hole = np.array([m.depth_hole for m in prims.materials])[prims.material].take(pid)
     depth = depth_sensor(z, cos_inc, hole, rng)
-    return np.stack(nc, axis=-1), depth
+    return normal, depth
+
+
+@lru_cache(maxsize=8)
+def _camera_rays(height: int, width: int, focal_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera-frame ray slopes su (1, W), sv (H, 1) of the pixel centres and the ray lengths
+    sqrt(su^2 + sv^2 + 1) (H, W), float32 (cached: the same for every image of a size and focal)."""
+    fx, fy, cx, cy = intrinsics(height, width, focal_scale)
+    su = ((np.arange(width, dtype=np.float32) - np.float32(cx)) / np.float32(fx))[None, :]
+    sv = ((np.arange(height, dtype=np.float32) - np.float32(cy)) / np.float32(fy))[:, None]
+    return su, sv, np.sqrt(su * su + sv * sv + 1)
 
 
 def _scene_meta(layout: Layout, height: int, width: int, profile: str) -> dict:

@@ -454,8 +454,11 @@ def _book_row(rng, x0, x1, y_back, depth_max, z, height_max, sub) -> list[Part]:
     start = x0 + rng.uniform(0.0, 0.1)
     fill_to = x0 + (x1 - x0) * rng.uniform(0.3, 1.0)
     left = start + np.concatenate([[0.0], np.cumsum(t + gap)[:-1]])
+    keep = np.flatnonzero((left < fill_to) & (left + t <= x1))
+    # python floats from here on: the same IEEE arithmetic as numpy scalars, several times faster
+    left, t, heights, depths, hsv = (a[keep].tolist() for a in (left, t, heights, depths, hsv))
     parts = []
-    for i in np.flatnonzero((left < fill_to) & (left + t <= x1)):
+    for i in range(len(keep)):
         h1, s1, v1, h2, s2, v2 = hsv[i]
         mat = Material(
             T_BOOK, _hsv(h1, 0.1 + 0.8 * s1, 0.15 + 0.75 * v1), _hsv(h2, 0.5 * s2, 0.1 + 0.85 * v2)
@@ -890,6 +893,8 @@ class SceneBuilder:
                 r = p.b[0]
                 centre = (x + c * ax - s * ay, y + s * ax + c * ay, z + az)
                 self.add(P_SPHERE, centre, (r, r, r), 0.0, p.cls, p.mat, self._inst, g)
+        if not obj.supports:
+            return
         origin = np.array([x, y])
         rot = _rot_z(yaw)[:2, :2]
         for sx, sy, hx, hy, sz, clear in obj.supports:
@@ -922,9 +927,10 @@ class SceneBuilder:
         x0, x1, y0, y1 = box
         if x0 < 0.0 or y0 < 0.0 or x1 > lx or y1 > ly:
             return False
-        cx = min(max(self.cam_xy[0], x0), x1)
-        cy = min(max(self.cam_xy[1], y0), y1)
-        if math.hypot(cx - self.cam_xy[0], cy - self.cam_xy[1]) < CAMERA_CLEARANCE:
+        cam_x, cam_y = self._cam[0], self._cam[1]  # python floats (same values as cam_xy)
+        cx = min(max(cam_x, x0), x1)
+        cy = min(max(cam_y, y0), y1)
+        if math.hypot(cx - cam_x, cy - cam_y) < CAMERA_CLEARANCE:
             return False
         m = FOOTPRINT_MARGIN
         for fx0, fx1, fy0, fy1 in self.footprints[: len(self.footprints) - ignore]:
@@ -965,19 +971,22 @@ class SceneBuilder:
         origin, along, inward, length, yaw = self.wall_frame(wall)
         if obj.width + 0.1 > length:
             return False
+        # python floats: the same arithmetic as the numpy 2-vectors, without their per-call cost
+        (ox, oy), (ax, ay), (ix, iy) = origin.tolist(), along.tolist(), inward.tolist()
+        out = obj.depth / 2 + WALL_GAP
         for _ in range(PLACE_TRIES if s is None else 1):
             si = self.rng.uniform(obj.width / 2 + 0.05, length - obj.width / 2 - 0.05) if s is None else s
-            pos = origin + along * si + inward * (obj.depth / 2 + WALL_GAP)
-            if s is None and not self._keep(pos[0], pos[1], obj.height / 2):
+            x, y = ox + ax * si + ix * out, oy + ay * si + iy * out
+            if s is None and not self._keep(x, y, obj.height / 2):
                 continue
-            box = self._aabb(pos[0], pos[1], obj.width, obj.depth, yaw)
+            box = self._aabb(x, y, obj.width, obj.depth, yaw)
             if self.floor_free(box) and self.wall_free(
                 wall, si - obj.width / 2, si + obj.width / 2, 0.0, obj.height
             ):
-                self.place(obj, pos[0], pos[1], 0.0, yaw + yaw_jitter)
-                self.occupy(pos[0], pos[1], obj, yaw)
+                self.place(obj, x, y, 0.0, yaw + yaw_jitter)
+                self.occupy(x, y, obj, yaw)
                 self.wall_spans[wall].append((si - obj.width / 2, si + obj.width / 2, 0.0, obj.height))
-                self.last_wall_pos = (wall, si, pos, yaw)
+                self.last_wall_pos = (wall, si, np.array([x, y]), yaw)
                 return True
         return False
 
@@ -986,18 +995,17 @@ class SceneBuilder:
         origin, along, inward, length, yaw = self.wall_frame(wall)
         if obj.width + 0.2 > length or z0 + obj.height > self.room[2] - 0.02:
             return False
+        (ox, oy), (ax, ay), (ix, iy) = origin.tolist(), along.tolist(), inward.tolist()
         for _ in range(PLACE_TRIES if s is None else 1):
             si = self.rng.uniform(obj.width / 2 + 0.1, length - obj.width / 2 - 0.1) if s is None else s
-            pos = origin + along * si
-            if s is None and not self._keep(pos[0], pos[1], z0 + obj.height / 2):
+            x, y = ox + ax * si, oy + ay * si
+            if s is None and not self._keep(x, y, z0 + obj.height / 2):
                 continue
-            centre = origin + along * si + inward * (obj.depth / 2)
-            box = self._aabb(centre[0], centre[1], obj.width, obj.depth, yaw)
+            box = self._aabb(x + ix * (obj.depth / 2), y + iy * (obj.depth / 2), obj.width, obj.depth, yaw)
             if self._near_camera(box, z0, z0 + obj.height):
                 continue
             if self.wall_free(wall, si - obj.width / 2, si + obj.width / 2, z0 - 0.05, z0 + obj.height):
-                pos = origin + along * si + inward * WALL_GAP * 0.2
-                self.place(obj, pos[0], pos[1], z0, yaw)
+                self.place(obj, x + ix * WALL_GAP * 0.2, y + iy * WALL_GAP * 0.2, z0, yaw)
                 self.wall_spans[wall].append((si - obj.width / 2, si + obj.width / 2, z0, z0 + obj.height))
                 return True
         return False
@@ -1133,7 +1141,10 @@ def _aim(
             & (np.abs(q[:, 0]) < b.view_tan[0] * 0.9 * q[:, 2])
             & (np.abs(q[:, 1]) < b.view_tan[1] * 0.9 * q[:, 2])
         )
-        score = 2.0 * len(np.unique(cls[seen])) + len(np.unique(inst[seen])) + rng.random()
+        # distinct classes and instances seen (ids are small non-negative integers: bincount is
+        # several times faster than np.unique and counts the same)
+        n_cls = np.count_nonzero(np.bincount(cls[seen]))
+        score = 2.0 * n_cls + np.count_nonzero(np.bincount(inst[seen])) + rng.random()
         if score > best_score:
             best, best_score = rot, score
     return best
@@ -1399,13 +1410,14 @@ def _vary_colours(materials: list[Material], rng: np.random.Generator, profile: 
     material, shared by its colours so that textures keep their contrast), clipped to [0, 1]."""
     out = []
     for m in materials:
-        gain = np.exp(rng.normal(0.0, profile.material_colour_std, size=3))
+        gain = np.exp(rng.normal(0.0, profile.material_colour_std, size=3)).tolist()
         sat = rng.uniform(*profile.material_saturation)
         cols = []
         for col in (m.c1, m.c2, m.c3):
-            rgb = np.asarray(col) * gain
-            grey = float(rgb.mean())
-            cols.append(tuple(float(c) for c in np.clip(grey + (rgb - grey) * sat, 0.0, 1.0)))
+            # python floats, in the order numpy would use: rgb = col * gain, grey = mean(rgb)
+            rgb = [c * g for c, g in zip(col, gain)]
+            grey = (rgb[0] + rgb[1] + rgb[2]) / 3
+            cols.append(tuple(min(max(grey + (c - grey) * sat, 0.0), 1.0) for c in rgb))
         out.append(replace(m, c1=cols[0], c2=cols[1], c3=cols[2]))
     return out
 
