@@ -46,9 +46,10 @@ def resize_bilinear(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def resize_normals(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(3, h, w) unit vectors -> (H, W, 3) unit vectors (bilinear per channel, renormalised)."""
-    chans = np.stack([resize_bilinear(c, size) for c in normals], axis=-1)
-    norm = np.linalg.norm(chans, axis=-1, keepdims=True)
-    return (chans / np.maximum(norm, 1e-6)).astype(np.float32)
+    x, y, z = (resize_bilinear(c, size) for c in normals)
+    norm = np.sqrt(x * x + y * y + z * z)
+    np.maximum(norm, 1e-6, out=norm)
+    return np.stack([x / norm, y / norm, z / norm], axis=-1)
 
 
 def pseudo_label(label: np.ndarray, confidence: np.ndarray, tau: float) -> tuple[np.ndarray, float]:

@@ -56,20 +56,27 @@ def cpu_cores() -> int:
 
 def default_intra_op_threads() -> int:
     """``HITTS_ORT_THREADS`` if set, else 1: the shipped 96x128 model ran in 11.9 ms with one thread and
-    15.7 ms with two on the 2-core machine (benchmarks/bench_inference.py), and the app's queue runs
-    two requests at once, each calling two models."""
+    15.7 ms with two on the 2-core machine, a 288x384 HiTTs export in 353 ms with one and 342 ms with
+    two (175 / 181 ms CPU; benchmarks/bench_inference.py, on a loaded machine), and the app's queue
+    runs two requests at once, each calling two models."""
     value = os.environ.get("HITTS_ORT_THREADS", "")
     return min(int(value), cpu_cores()) if value.isdigit() and int(value) > 0 else 1
 
 
 def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
-    """Graph optimisation level ALL, sequential execution, intra-op threads (see ``default_intra_op_threads``)."""
+    """Graph optimisation level ALL (at load: the NCHWc layout it picks depends on the CPU, so no
+    pre-optimised model is shipped), sequential execution, intra-op threads (see
+    ``default_intra_op_threads``). With more than one thread the pool's threads sleep between
+    operators instead of spinning: on a 2-core machine shared with the app's other requests and
+    models, spinning threads take the cores the running ones need."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = intra_op_threads or default_intra_op_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = ORT_LOG_ERRORS_ONLY
+    if opts.intra_op_num_threads > 1:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

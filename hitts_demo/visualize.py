@@ -81,11 +81,20 @@ INFERNO = make_lut(INFERNO_ANCHORS)
 
 def apply_colormap(values: np.ndarray, vmin: float, vmax: float, lut: np.ndarray = TURBO) -> np.ndarray:
     """(H, W) values -> (H, W, 3) uint8 through ``lut`` over [vmin, vmax] (NaN -> black)."""
+    values = np.asarray(values)
     span = max(vmax - vmin, 1e-12)
-    t = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / span, 0.0, 1.0)
-    out = lut[np.round(t * (len(lut) - 1)).astype(np.int64)]
-    if np.isnan(values).any():
-        out[np.isnan(values)] = 0
+    nan = np.isnan(values)
+    has_nan = bool(nan.any())
+    t = np.subtract(values, vmin, dtype=np.result_type(values.dtype, np.float32))
+    if has_nan:
+        t[nan] = 0.0
+    t /= span
+    np.clip(t, 0.0, 1.0, out=t)
+    t *= len(lut) - 1
+    np.rint(t, out=t)
+    out = np.take(lut, t.astype(np.intp), axis=0)
+    if has_nan:
+        out[nan] = 0
     return out
 
 
@@ -117,8 +126,8 @@ def task_palette(task: TaskInfo) -> np.ndarray:
 def colorize_labels(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """(H, W) class indices -> (H, W, 3) uint8 (indices outside the palette -> grey)."""
     lut = np.concatenate([palette, [[IGNORED_GREY] * 3]]).astype(np.uint8)
-    index = np.where((label >= 0) & (label < len(palette)), label, len(palette))
-    return lut[index]
+    index = np.asarray(label).astype(np.int64, copy=False).view(np.uint64)  # negative -> huge
+    return np.take(lut, np.minimum(index, len(palette)), axis=0)
 
 
 def overlay(image: np.ndarray, colours: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
@@ -129,7 +138,12 @@ def overlay(image: np.ndarray, colours: np.ndarray, alpha: float = OVERLAY_ALPHA
 
 def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
     """Unit normals (..., 3) -> uint8 RGB of (n + 1) / 2."""
-    return np.clip(np.round((normals + 1.0) / 2.0 * 255.0), 0, 255).astype(np.uint8)
+    t = np.add(normals, 1.0, dtype=np.result_type(np.asarray(normals).dtype, np.float32))
+    t /= 2.0
+    t *= 255.0
+    np.rint(t, out=t)
+    np.clip(t, 0, 255, out=t)
+    return t.astype(np.uint8)
 
 
 def depth_range(depth: np.ndarray) -> tuple[float, float]:
@@ -154,15 +168,18 @@ def heatmap(values: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndar
     return apply_colormap(values, vmin, vmax, INFERNO)
 
 
-def hatch_rejected(colours: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """Grey out pixels not kept (``~kept``) with diagonal hatching, so rejected areas read at a glance."""
-    h, w = kept.shape
+@functools.lru_cache(maxsize=4)
+def _hatch(h: int, w: int) -> np.ndarray:
+    """(h, w, 3) uint8 diagonal grey stripes."""
     yy, xx = np.mgrid[0:h, 0:w]
     stripes = ((xx + yy) % HATCH_PERIOD) < HATCH_WIDTH
     grey = np.where(stripes[..., None], 90, 170).astype(np.uint8)
-    out = colours.copy()
-    out[~kept] = np.broadcast_to(grey, colours.shape)[~kept]
-    return out
+    return np.broadcast_to(grey, (h, w, 3))
+
+
+def hatch_rejected(colours: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Grey out pixels not kept (``~kept``) with diagonal hatching, so rejected areas read at a glance."""
+    return np.where(kept[..., None], colours, _hatch(*kept.shape))
 
 
 @functools.lru_cache(maxsize=4)
@@ -173,20 +190,36 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _text_width(draw: ImageDraw.ImageDraw, text: str, font) -> int:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
-    return int(right - left)
+@functools.lru_cache(maxsize=2048)
+def _text_tile(text: str) -> tuple[Image.Image, int, int, int]:
+    """``text`` in the legend font, rendered once: an "L" mask cropped to its bounding box, the box's
+    left and top offsets, and its width. Pasting the fill colour through the mask at (x + left,
+    y + top) gives exactly the pixels of ``ImageDraw.text((x, y), text)`` for integer x, y
+    (FreeType rendering was most of a legend's time, and legends repeat their labels)."""
+    font = _font(LEGEND_FONT_PX)
+    left, top, right, bottom = (int(v) for v in font.getbbox(text))
+    mask = Image.new("L", (max(right - left, 1), max(bottom - top, 1)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font)
+    return mask, left, top, right - left
+
+
+def _text_width(text: str) -> int:
+    return _text_tile(text)[3]
+
+
+def _draw_text(im: Image.Image, xy: tuple[int, int], text: str, fill: tuple[int, int, int]) -> None:
+    """``ImageDraw.text`` at integer ``xy`` with the legend font, from the cached tile."""
+    mask, left, top, _ = _text_tile(text)
+    im.paste(fill, (int(xy[0]) + left, int(xy[1]) + top), mask)
 
 
 def legend_strip(entries: list[tuple[tuple[int, int, int], str]], width: int) -> np.ndarray:
     """Rows of colour swatches with labels, wrapped to ``width`` pixels (white background)."""
-    font = _font(LEGEND_FONT_PX)
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_h = LEGEND_FONT_PX + LEGEND_PAD
     rows: list[list[tuple[tuple[int, int, int], str, int]]] = [[]]
     x = LEGEND_PAD
     for colour, text in entries:
-        item_w = SWATCH_PX + 4 + _text_width(probe, text, font) + 2 * LEGEND_PAD
+        item_w = SWATCH_PX + 4 + _text_width(text) + 2 * LEGEND_PAD
         if rows[-1] and x + item_w > width:
             rows.append([])
             x = LEGEND_PAD
@@ -203,7 +236,7 @@ def legend_strip(entries: list[tuple[tuple[int, int, int], str]], width: int) ->
                 fill=tuple(int(c) for c in colour),
                 outline=(60, 60, 60),
             )
-            draw.text((x0 + SWATCH_PX + 4, y - 1), text, fill=(20, 20, 20), font=font)
+            _draw_text(im, (x0 + SWATCH_PX + 4, y - 1), text, (20, 20, 20))
     return np.asarray(im)
 
 
@@ -211,7 +244,6 @@ def colour_bar(
     lut: np.ndarray, vmin: float, vmax: float, width: int, unit: str, ticks: int = 5
 ) -> np.ndarray:
     """A horizontal colour bar with ``ticks`` labelled values (e.g. metres) under it."""
-    font = _font(LEGEND_FONT_PX)
     bar_w = max(width - 2 * LEGEND_PAD, 2)
     height = COLOUR_BAR_PX + LEGEND_FONT_PX + 3 * LEGEND_PAD
     im = Image.new("RGB", (width, height), (255, 255, 255))
@@ -224,9 +256,9 @@ def colour_bar(
         text = f"{value:.2f}{unit}" if i < ticks - 1 else f"{value:.2f} {unit}".replace("  ", " ")
         x = LEGEND_PAD + frac * (bar_w - 1)
         draw.line([x, LEGEND_PAD + COLOUR_BAR_PX, x, LEGEND_PAD + COLOUR_BAR_PX + 3], fill=(20, 20, 20))
-        tw = _text_width(draw, text, font)
+        tw = _text_width(text)
         tx = min(max(x - tw / 2, 0), width - tw - 1)
-        draw.text((tx, LEGEND_PAD + COLOUR_BAR_PX + 4), text, fill=(20, 20, 20), font=font)
+        _draw_text(im, (round(tx), LEGEND_PAD + COLOUR_BAR_PX + 4), text, (20, 20, 20))
     return np.asarray(im)
 
 
@@ -250,11 +282,24 @@ def _legend_width(image: np.ndarray) -> int:
     return max(image.shape[1], MIN_PANEL_WIDTH)
 
 
+def segmentation_overlay(image: np.ndarray, label: np.ndarray, task: TaskInfo, alpha: float = OVERLAY_ALPHA):
+    """The class colours of ``label`` blended over ``image``."""
+    return overlay(image, colorize_labels(label, task_palette(task)), alpha)
+
+
+def class_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels of each class in [0, num_classes) (others ignored)."""
+    flat = np.asarray(label).ravel()
+    if flat.size and flat.min() >= 0 and flat.max() < num_classes:
+        return np.bincount(flat, minlength=num_classes)
+    return np.bincount(flat[(flat >= 0) & (flat < num_classes)], minlength=num_classes)
+
+
 def segmentation_panel(image: np.ndarray, label: np.ndarray, task: TaskInfo, alpha: float = OVERLAY_ALPHA):
     """(overlay, overlay + legend of the classes present with their share of pixels)."""
     palette = task_palette(task)
-    over = overlay(image, colorize_labels(label, palette), alpha)
-    counts = np.bincount(label[(label >= 0) & (label < task.num_outputs)].ravel(), minlength=task.num_outputs)
+    over = segmentation_overlay(image, label, task, alpha)
+    counts = class_counts(label, task.num_outputs)
     total = max(int(counts.sum()), 1)
     present = [int(i) for i in np.argsort(-counts) if counts[i] > 0]
     entries = [(tuple(palette[i]), f"{task.class_names[i]} {100 * counts[i] / total:.0f}%") for i in present]

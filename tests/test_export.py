@@ -148,3 +148,137 @@ def test_synthetic_settings_come_from_the_data_folder(tmp_path: Path) -> None:
         "height": 8,
     }
     assert synthetic_settings(tmp_path / "elsewhere") == {}
+
+
+def _nyud_tasks() -> tuple[tuple, dict]:
+    from trainer.quantise import ClassQuantiser, DepthBins, NormalCentres
+    from trainer.tasks import DATASET_TASKS
+
+    specs = DATASET_TASKS["nyud"]
+    quantisers = {
+        "semseg": ClassQuantiser(specs[0].num_outputs),
+        "depth": DepthBins(0.5, 10.0, specs[1].num_outputs),
+        "normals": NormalCentres(
+            torch.randn(specs[2].num_outputs, 3, generator=torch.Generator().manual_seed(1))
+        ),
+    }
+    return specs, quantisers
+
+
+@pytest.mark.parametrize("size", [(48, 64), (45, 70), (12, 16)])
+def test_channels_last_outputs_equal_the_reference(size: tuple[int, int]) -> None:
+    """The export's channels-last maths = ``logits_to_outputs`` of the upsampled logits (the
+    evaluation's), for classes, depth bins and normal centres, at integer and odd upsampling ratios."""
+    from trainer.export import channels_last_outputs
+    from trainer.models.heads import resize_to
+    from trainer.quantise import logits_to_outputs
+
+    specs, quantisers = _nyud_tasks()
+    g = torch.Generator().manual_seed(0)
+    for s in specs:
+        logits = torch.randn(2, s.num_outputs, 6, 8, generator=g) * 4
+        ref = logits_to_outputs(s, resize_to(logits, size), quantisers[s.name])
+        got = channels_last_outputs(s, logits, quantisers[s.name], size)
+        assert set(got) == set(ref)
+        for k in ref:
+            assert got[k].shape == ref[k].shape and got[k].dtype == ref[k].dtype, (s.name, k)
+            if ref[k].is_floating_point():
+                torch.testing.assert_close(got[k], ref[k], atol=1e-5, rtol=1e-5)
+            else:
+                assert (got[k] == ref[k]).float().mean() > 0.999, (s.name, k)
+
+
+class _Outputs(torch.nn.Module):
+    """Head-resolution logits -> the export's dashboard outputs of every NYUD task."""
+
+    def __init__(self, specs: tuple, quantisers: dict, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.specs, self.quantisers, self.size = specs, quantisers, size
+
+    def forward(self, *logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from trainer.export import dashboard_outputs
+
+        out = []
+        for s, x in zip(self.specs, logits):
+            o = dashboard_outputs(s, x, self.quantisers[s.name], self.size)
+            out += [o["pred"], o["confidence"], o["label"]]
+        return tuple(out)
+
+
+def test_exported_outputs_run_channels_last_and_match_pytorch(tmp_path: Path) -> None:
+    """In the ONNX graph the upsampling is one channels-last Resize per task (no NCHW reduction over
+    classes at full resolution), and ONNX Runtime reproduces PyTorch's outputs."""
+    import onnx
+
+    specs, quantisers = _nyud_tasks()
+    module = _Outputs(specs, quantisers, (48, 64)).eval()
+    g = torch.Generator().manual_seed(2)
+    inputs = tuple(torch.randn(1, s.num_outputs, 6, 8, generator=g) * 4 for s in specs)
+    path = tmp_path / "outputs.onnx"
+    names = [f"{s.name}_{k}" for s in specs for k in ("pred", "confidence", "label")]
+    torch.onnx.export(
+        module,
+        inputs,
+        str(path),
+        input_names=[s.name for s in specs],
+        output_names=names,
+        opset_version=18,
+        dynamo=True,
+    )
+    model = onnx.load(str(path))
+    resizes = [n for n in model.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == len(specs)
+    assert [_axis(n) for n in model.graph.node if n.op_type == "ArgMax"] == [-1] * len(specs)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = dict(zip(names, sess.run(names, {s.name: x.numpy() for s, x in zip(specs, inputs)})))
+    with torch.no_grad():
+        ref = dict(zip(names, (t.numpy() for t in module(*inputs))))
+    for n in names:
+        assert got[n].shape == ref[n].shape and got[n].dtype == ref[n].dtype, n
+        if np.issubdtype(ref[n].dtype, np.floating):
+            assert np.max(np.abs(got[n] - ref[n])) < 1e-4, n
+        else:
+            assert np.mean(got[n] == ref[n]) > 0.999, n
+
+
+def _axis(node) -> int | None:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == "axis":
+            return onnx.helper.get_attribute_value(a)
+    return None
+
+
+@pytest.mark.parametrize(
+    "arch,backbone",
+    [("hitts", "efficientnet_lite0"), ("mtl", "efficientnet_lite0"), ("stl", "segnet"), ("hitts", "segnet")],
+)
+def test_wrapper_outputs_equal_the_evaluation_outputs(arch: str, backbone: str) -> None:
+    """The export wrapper reads head-resolution logits and upsamples them itself: its outputs are the
+    evaluation's ``logits_to_outputs`` of the model's full-size logits (stride-8 and stride-1 layouts)."""
+    from trainer.config import ModelConfig
+    from trainer.export import ExportWrapper
+    from trainer.models import build_model
+    from trainer.quantise import logits_to_outputs
+
+    specs, quantisers = _nyud_tasks()
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(arch=arch, backbone=backbone, pretrained=False, width=16, fine_mlp_hidden=16), specs
+    )
+    model.eval()
+    image = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        out = model(image)
+        wrapper = ExportWrapper(
+            model, specs, quantisers, bool(out.get("fine_tokens")), out.get("affinity") is not None
+        )
+        got = dict(zip(wrapper.output_names, wrapper(image)))
+    for s in specs:
+        ref = logits_to_outputs(s, out["logits"][s.name], quantisers[s.name])
+        for k in ("pred", "confidence", "label"):
+            if ref[k].is_floating_point():
+                torch.testing.assert_close(got[f"{s.name}_{k}"], ref[k], atol=1e-5, rtol=1e-5)
+            else:
+                assert torch.equal(got[f"{s.name}_{k}"], ref[k]), (arch, backbone, s.name, k)

@@ -30,8 +30,9 @@ from hitts_schema.manifest import MANIFEST_FILE, MANIFEST_FORMAT_VERSION, MODEL_
 from .config import TASK_SET
 from .data.synthetic import META_FILE as SYNTHETIC_META_FILE
 from .data.transforms import IMAGE_MEAN, IMAGE_STD
+from .models.heads import resize_to
 from .onnx_files import model_files, reshard, save_onnx
-from .quantise import logits_to_outputs, quantisers_to_dict
+from .quantise import NORM_EPS, DepthBins, NormalCentres, Quantiser, logits_to_outputs, quantisers_to_dict
 from .runs import METRICS_NAME, dataset_for, load_run, read_json, task_specs
 from .tasks import TaskSpec, tau_for
 
@@ -99,10 +100,11 @@ class ExportWrapper(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """image (1, 3, H, W) normalised -> outputs (see ``output_names``)."""
-        out = self.model(image)
+        out = self.model(image, upsample_logits=False)
+        size = tuple(image.shape[-2:])
         results: list[torch.Tensor] = []
         for s in self.specs:
-            o = logits_to_outputs(s, out["logits"][s.name], self.quantisers[s.name])
+            o = dashboard_outputs(s, out["logits"][s.name], self.quantisers[s.name], size)
             results += [o["pred"], o["confidence"], o["label"]]
             if self.has_tokens:
                 results += [
@@ -113,6 +115,64 @@ class ExportWrapper(nn.Module):
         if self.has_affinity:
             results.append(out["affinity"])
         return tuple(results)
+
+
+def dashboard_outputs(
+    spec: TaskSpec, logits: torch.Tensor, quantiser: Quantiser, size: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """Head-resolution logits (B, C_p, h, w) -> ``logits_to_outputs`` of the logits upsampled to ``size``.
+
+    PyTorch runs exactly that. The ONNX graph computes the same maths channels-last (see
+    ``channels_last_outputs``): ONNX Runtime's CPU reductions over the channel axis of an NCHW tensor
+    and its NCHW bilinear Resize were most of the 288x384 export's time."""
+    if torch.onnx.is_in_onnx_export():
+        return channels_last_outputs(spec, logits, quantiser, size)
+    return logits_to_outputs(spec, resize_to(logits, size), quantiser)
+
+
+def resize_channels_last(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, h, w, C) -> (B, H, W, C), bilinear, half-pixel centres (``F.interpolate``'s
+    align_corners=False). In the ONNX graph it is one Resize over axes 1 and 2, which ONNX Runtime
+    runs on its contiguous channels-last path; in PyTorch, the NCHW interpolation it equals."""
+    b, h, w, c = x.shape
+    if (h, w) == tuple(size):
+        return x
+    if torch.onnx.is_in_onnx_export():
+        sizes = torch.tensor([b, size[0], size[1], c], dtype=torch.int64)
+        return torch.onnx.ops.symbolic(
+            "Resize",
+            (x, None, None, sizes),
+            {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+            dtype=x.dtype,
+            shape=(b, size[0], size[1], c),
+            version=OPSET,
+        )
+    return resize_to(x.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)
+
+
+def channels_last_outputs(
+    spec: TaskSpec, logits: torch.Tensor, quantiser: Quantiser, size: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """``logits_to_outputs(spec, resize_to(logits, size), quantiser)`` with the class axis last: the
+    upsampled logits (B, H, W, C_p) are reduced over their contiguous last axis, and depth / normals
+    are decoded by a matrix product with the bin / normal centres (sum_k c_k softmax_k)."""
+    up = resize_channels_last(logits.permute(0, 2, 3, 1), size)  # (B, H, W, C_p)
+    shifted = torch.exp(up - up.amax(dim=-1, keepdim=True))  # max entry 1
+    total = shifted.sum(dim=-1)  # (B, H, W)
+    label = up.argmax(dim=-1)
+    out = {"pred": label, "confidence": 1.0 / total, "label": label}
+    if isinstance(quantiser, DepthBins):
+        depth = shifted @ quantiser.centres.to(shifted).view(-1, 1) / total.unsqueeze(-1)  # (B, H, W, 1)
+        out["pred"] = depth.view(depth.shape[0], 1, *depth.shape[1:3])
+    elif isinstance(quantiser, NormalCentres):
+        # v / total normalised = v / max(|v|, eps * total): one division at full resolution, not two
+        v = shifted @ quantiser.centres.to(shifted)  # (B, H, W, 3), total times sum_k c_k softmax_k
+        norm = torch.sqrt((v * v).sum(dim=-1, keepdim=True))
+        v = v / torch.maximum(norm, NORM_EPS * total.unsqueeze(-1))
+        out["pred"] = v.permute(0, 3, 1, 2)
+    elif not spec.is_classification:
+        raise ExportError(f"task {spec.name!r}: no channels-last decoding for {type(quantiser).__name__}")
+    return out
 
 
 def _palette(n: int) -> list[list[int]]:

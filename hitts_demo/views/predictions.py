@@ -82,7 +82,7 @@ def slider_image(analysis: Analysis, choices: dict[str, SliderView], choice: str
     task = pred.manifest.task(view.task)
     value = pred.pred(task.name) if view.kind in ("overlay", "depth", "normals") else None
     if view.kind == "overlay":
-        return vis.segmentation_panel(pred.image, value, task)[0]
+        return vis.segmentation_overlay(pred.image, value, task)
     if view.kind == "depth":
         return vis.depth_to_rgb(value)
     if view.kind == "normals":

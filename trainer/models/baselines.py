@@ -20,7 +20,8 @@ from .heads import ASPP_RATES, HeadLayers, Neck, TaskClassifiers, head_kind, res
 class MTL(nn.Module):
     """Shared encoder + per-task decoder heads.
 
-    forward(image (B, 3, H, W)) -> {"logits": {task: (B, C_p, H, W)}}.
+    forward(image (B, 3, H, W)) -> {"logits": {task: (B, C_p, H, W)}}; with ``upsample_logits`` False
+    the logits stay at the head's resolution (H, W) / 8 (the ONNX export upsamples them itself).
     """
 
     def __init__(
@@ -44,17 +45,19 @@ class MTL(nn.Module):
         self.layers = HeadLayers(head_kind(backbone, head), len(specs), width, aspp_rates)
         self.classifiers = TaskClassifiers(width, self.num_outputs)
 
-    def forward(self, image: torch.Tensor) -> dict:
+    def forward(self, image: torch.Tensor, upsample_logits: bool = True) -> dict:
         shared = self.neck(self.backbone(image))  # (B, D, h, w)
         heads = self.layers(shared, shared=True)  # (B, T*D, h, w)
-        logits = resize_maps(self.classifiers(heads), image.shape[-2:])
+        logits = self.classifiers(heads)
+        if upsample_logits:
+            logits = resize_maps(logits, image.shape[-2:])
         return {"logits": dict(zip(self.task_names, logits))}
 
 
 class STL(nn.Module):
     """One independent ``MTL`` network per task (each with a single head).
 
-    forward(image (B, 3, H, W)) -> {"logits": {task: (B, C_p, H, W)}}.
+    forward(image (B, 3, H, W)) -> {"logits": {task: (B, C_p, H, W)}} (``upsample_logits``: see ``MTL``).
     """
 
     def __init__(self, specs: Sequence[TaskSpec], **mtl_kwargs) -> None:
@@ -64,5 +67,7 @@ class STL(nn.Module):
         self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
         self.nets = nn.ModuleDict({s.name: MTL((s,), **mtl_kwargs) for s in specs})
 
-    def forward(self, image: torch.Tensor) -> dict:
-        return {"logits": {name: net(image)["logits"][name] for name, net in self.nets.items()}}
+    def forward(self, image: torch.Tensor, upsample_logits: bool = True) -> dict:
+        return {
+            "logits": {name: net(image, upsample_logits)["logits"][name] for name, net in self.nets.items()}
+        }

@@ -66,7 +66,8 @@ class HiTTs(nn.Module):
     forward(image (B, 3, H, W)) -> dict (docs/architecture.md): "logits" {task: (B, C_p, H, W)},
     "task_features" {task: (B, D, h, w)}, and as the switches allow "global_scores" {task: (B, h, w)},
     "fine_scores" {task: (B, C_p, h, w)}, "affinity" (T, T), "fine_tokens" {task: (C_p, D)}, with
-    (h, w) = (H, W) / ``feature_stride``.
+    (h, w) = (H, W) / ``feature_stride``. With ``upsample_logits`` False the logits stay at the
+    resolution of G (the ONNX export upsamples them itself).
 
     Global tokens after intra-task attention are averaged over the batch (authors' code), so an
     image's outputs depend slightly on the other images of its batch.
@@ -213,7 +214,7 @@ class HiTTs(nn.Module):
         full = resize_to(x, (hh, ww)).view(b, t, d, hh, ww) + shared.unsqueeze(1)  # F_s + up(F'')
         return x, self.layers(full.view(b, t * d, hh, ww)), tokens, affinity
 
-    def forward(self, image: torch.Tensor) -> dict:
+    def forward(self, image: torch.Tensor, upsample_logits: bool = True) -> dict:
         size = image.shape[-2:]
         t, d, names = len(self.task_names), self.width, self.task_names
         task_features, head, tokens, affinity = self._token_stage(self.backbone(image))
@@ -236,7 +237,9 @@ class HiTTs(nn.Module):
             gs.append(g)
             scores.append(s)
         scores_at_g = resize_maps(scores, gs[0].shape[-2:]) if phis else scores
-        logits = resize_maps([refine(g, s) for refine, g, s in zip(self.refine, gs, scores_at_g)], size)
+        logits = [refine(g, s) for refine, g, s in zip(self.refine, gs, scores_at_g)]
+        if upsample_logits:
+            logits = resize_maps(logits, size)
 
         out: dict = {
             "logits": dict(zip(names, logits)),
@@ -244,9 +247,9 @@ class HiTTs(nn.Module):
         }
         if tokens is not None:  # global tokens present: task features are per task
             b, _, h, w = task_features.shape
-            scores_f = torch.sigmoid(
-                torch.einsum("btdhw,td->bthw", task_features.view(b, t, d, h, w), tokens)
-            )
+            # <F''_t, theta''_t> per pixel as a batched MatMul (ONNX Runtime runs Einsum far slower)
+            dots = tokens.view(1, t, 1, d) @ task_features.view(b, t, d, h * w)  # (B, T, 1, h*w)
+            scores_f = torch.sigmoid(dots.view(b, t, h, w))
             out["global_scores"] = {n: scores_f[:, i] for i, n in enumerate(names)}
         if phis:
             out["fine_scores"] = dict(zip(names, scores))
