@@ -1,14 +1,13 @@
 """Tables and learning curves of the default-model training (``scripts/train_defaults.py``), from the
 committed run records.
 
-    python scripts/collect_defaults.py RUNS [--eval results/defaults/eval-shipped.json]
-        [--out results/defaults]
+    python scripts/collect_defaults.py RUNS [--eval LABEL=JSON ...] [--out results/defaults]
 
 RUNS holds the small files of the runs (``config.json``, ``log.jsonl``, ``metrics.json``), as
 ``train_defaults.py`` packs them (``wide/hitts``, ``wide/hitts_pseudo``, ``wide/mtl-pipeline/mtl``,
 ``nyu/hitts``). Writes ``defaults.md`` (per run: data, epochs, throughput, last validation and the
-test figures; plus the shipped models' real-frame and fresh-synthetic figures when ``--eval`` is
-given) and ``curves.png`` (validation curves per epoch).
+test figures; plus, per ``--eval LABEL=JSON`` (``scripts/evaluate_shipped.py`` reports), the
+exported models' real-frame and fresh-synthetic figures) and ``curves.png`` (validation curves per epoch).
 """
 
 from __future__ import annotations
@@ -68,14 +67,26 @@ def run_table(runs: dict[str, dict]) -> list[str]:
     return lines
 
 
-def eval_table(doc: dict) -> list[str]:
-    """The shipped models through the app's runtime (``scripts/evaluate_shipped.py``'s JSON)."""
-    lines = ["| model | source | " + " | ".join(n for _, _, n in METRICS) + " |"]
-    lines.append("|" + "---|" * (2 + len(METRICS)))
-    for model, sources in doc.get("models", {}).items():
-        for source, metrics in sources.items():
-            cells = [fmt(metrics.get(t, {}).get(m)) for t, m, _ in METRICS]
-            lines.append(f"| {model} | {source} | " + " | ".join(cells) + " |")
+def eval_table(docs: dict[str, dict]) -> list[str]:
+    """Exported models through the app's runtime: one ``scripts/evaluate_shipped.py`` JSON per
+    label (e.g. "previous, fresh nyu scenes"), each with its real-frame and synthetic results."""
+    lines = ["| models | source | n | model | " + " | ".join(n for _, _, n in METRICS) + " | gain vs MTL |"]
+    lines.append("|" + "---|" * (5 + len(METRICS)))
+    for label, doc in docs.items():
+        for source, per_model in doc.get("results", {}).items():
+            gains = doc.get("gain_over_reference", {}).get(source, {})
+            for model, r in per_model.items():
+                where = f"{source} ({r.get('profile', '')} seed {r['seed']})" if "seed" in r else source
+                cells = [fmt(r["metrics"].get(t, {}).get(m)) for t, m, _ in METRICS]
+                gain = gains.get(model, {}).get("gain_percent")
+                gain_cell = (
+                    "ref" if model == doc.get("reference") else f"{gain:+.2f} %" if gain is not None else "–"
+                )
+                lines.append(
+                    f"| {label} | {where} | {r['num_images']} | {model} | "
+                    + " | ".join(cells)
+                    + f" | {gain_cell} |"
+                )
     return lines
 
 
@@ -100,7 +111,9 @@ def plot_curves(runs: dict[str, dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", type=Path)
-    p.add_argument("--eval", type=Path, help="evaluate_shipped.py's JSON")
+    p.add_argument(
+        "--eval", action="append", default=[], metavar="LABEL=JSON", help="evaluate_shipped.py reports"
+    )
     p.add_argument("--out", type=Path, default=Path("results/defaults"))
     args = p.parse_args(argv)
     runs = {k: r for k in RUN_LABELS if (r := read_run(args.runs / k))}
@@ -108,12 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no run under {args.runs}")
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# Default models: training runs", "", *run_table(runs), ""]
-    if args.eval and args.eval.exists():
-        lines += [
-            "## Shipped models through the app's runtime",
-            "",
-            *eval_table(json.loads(args.eval.read_text())),
-        ]
+    if args.eval:
+        docs = {
+            label: json.loads(Path(path).read_text()) for label, path in (e.split("=", 1) for e in args.eval)
+        }
+        lines += ["## Exported models through the app's runtime", "", *eval_table(docs)]
     (args.out / "defaults.md").write_text("\n".join(lines) + "\n")
     plot_curves(runs, args.out / "curves.png")
     print(f"wrote {args.out / 'defaults.md'} and {args.out / 'curves.png'}")
