@@ -77,7 +77,10 @@ def training_text(m: Manifest) -> str:
     details += [f"{k} {gen[k]}" for k in ("profile", "seed") if gen.get(k) is not None]
     size = t.get("input_size")
     shape = [f"{size[0]}x{size[1]}" if isinstance(size, list) and len(size) == 2 else ""]
-    shape += [f"{t['epochs']} epochs" if "epochs" in t else "", f"stage {m.stage}" if m.stage else ""]
+    epochs = f"{t['epochs']} epochs" if "epochs" in t else ""
+    if epochs and t.get("epochs_scheduled"):
+        epochs = f"{t['epochs']} of {t['epochs_scheduled']} scheduled epochs (stopped early)"
+    shape += [epochs, f"stage {m.stage}" if m.stage else ""]
     shape.append(str(t.get("setting", "")))
     inner = ", ".join(details) + "; " + ", ".join(s for s in shape if s)
     return f"trained on {what} ({inner.strip('; ')})"

@@ -282,3 +282,20 @@ def test_wrapper_outputs_equal_the_evaluation_outputs(arch: str, backbone: str) 
                 torch.testing.assert_close(got[f"{s.name}_{k}"], ref[k], atol=1e-5, rtol=1e-5)
             else:
                 assert torch.equal(got[f"{s.name}_{k}"], ref[k]), (arch, backbone, s.name, k)
+
+
+def test_trained_on_counts_the_epochs_a_stopped_run_trained(tmp_path: Path) -> None:
+    from fixtures_data import write_nyud_fixture
+
+    from trainer.config import apply_overrides, preset_config
+    from trainer.export import _trained_on
+    from trainer.runs import task_specs
+
+    root = write_nyud_fixture(tmp_path / "d", n_train=4, n_val=2, height=16, width=24)
+    cfg = apply_overrides(preset_config("smoke", "nyud", "one-label"), ["train.epochs=6"])
+    run = tmp_path / "run"
+    run.mkdir()
+    assert _trained_on(cfg, str(root), task_specs(cfg), run)["epochs"] == 6  # no metrics.json: as scheduled
+    (run / "metrics.json").write_text(json.dumps({"epochs": 6, "epochs_done": 3, "stopped": "deadline"}))
+    got = _trained_on(cfg, str(root), task_specs(cfg), run)
+    assert (got["epochs"], got["epochs_scheduled"], got["stopped"], got["num_train"]) == (3, 6, "deadline", 4)

@@ -424,8 +424,11 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     return figures
 
 
-def _trained_on(cfg: Any, data_root: str, specs: tuple[TaskSpec, ...]) -> dict[str, Any]:
-    """The manifest's ``trained_on``: data set, setting, scene count, schedule, input size, initialisation."""
+def _trained_on(cfg: Any, data_root: str, specs: tuple[TaskSpec, ...], run_dir: Path) -> dict[str, Any]:
+    """The manifest's ``trained_on``: data set, setting, scene count, schedule, input size, initialisation.
+
+    ``epochs`` is what was trained: a run stopped early (``metrics.json``: ``epochs_done``, written by
+    ``scripts/finish_stopped_run.py``) also gets ``epochs_scheduled`` and the reason it stopped."""
     trained_on = {
         "dataset": cfg.data.dataset,
         "setting": cfg.data.setting,
@@ -441,6 +444,11 @@ def _trained_on(cfg: Any, data_root: str, specs: tuple[TaskSpec, ...]) -> dict[s
         if cfg.data.dataset == "synthetic"
         else "",
     }
+    done = read_json(run_dir / METRICS_NAME, {})
+    if done.get("epochs_done", cfg.train.epochs) != cfg.train.epochs:
+        trained_on.update(
+            epochs=done["epochs_done"], epochs_scheduled=cfg.train.epochs, stopped=done.get("stopped", "")
+        )
     generator = synthetic_settings(data_root) if cfg.data.dataset == "synthetic" else {}
     if generator:
         trained_on["synthetic"] = generator
@@ -472,7 +480,7 @@ def export_run(
         "arch": cfg.model.arch,
         "backbone": cfg.model.backbone,
         "stage": cfg.stage,
-        "trained_on": _trained_on(cfg, state["data_root"], specs),
+        "trained_on": _trained_on(cfg, state["data_root"], specs, run_dir),
         **run_figures(run_dir),
         "quantisers": quantisers_to_dict(quantisers),
     }

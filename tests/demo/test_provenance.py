@@ -82,6 +82,13 @@ def test_a_full_manifest_gives_training_validation_and_real_frame_figures(tmp_pa
     assert "other model files" not in line
 
 
+def test_a_run_stopped_early_says_how_many_of_its_epochs_it_trained(tmp_path):
+    fields = full_fields()
+    fields["trained_on"].update(epochs=3, epochs_scheduled=6, stopped="deadline")
+    m = load_manifest(export_with(tmp_path / "hitts", **fields))
+    assert "288x384, 3 of 6 scheduled epochs (stopped early), stage 2" in model_line(m, current_digest(m))
+
+
 def test_figures_measured_on_other_model_files_are_flagged(tmp_path):
     folder = export_with(tmp_path / "hitts", **full_fields("0" * 64))
     m = load_manifest(folder)
