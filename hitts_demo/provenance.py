@@ -121,6 +121,7 @@ def evaluation_text(m: Manifest, source: str, digest: str | None = None) -> str:
         return f"{label}: {NOT_MEASURED}"
     count = entry.get("num_images")
     seed = f", seed {entry['seed']}" if entry.get("seed") is not None else ""
+    seed += f", profile {entry['profile']}" if entry.get("profile") else ""
     figures = figures_text(entry["metrics"], m.task_names, entry.get("not_measured"))
     text = f"{label} ({count}{seed}): {figures}"
     measured_on = entry.get("model_sha256")
