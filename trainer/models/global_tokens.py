@@ -11,7 +11,7 @@ gates, and the (B, T, C, h, w) features are formed once, after mixing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,30 @@ def task_affinity(tokens: torch.Tensor, q: nn.Linear, k: nn.Linear) -> torch.Ten
     """A = softmax(Q K^T / sqrt(C)) for tokens (T, C); returns (T, T), rows sum to 1."""
     scores = q(tokens) @ k(tokens).T / tokens.shape[-1] ** 0.5
     return scores.softmax(dim=-1)
+
+
+def mixed_gates(
+    shared: torch.Tensor,
+    tokens: torch.Tensor,
+    affinity: torch.Tensor | None,
+    channel_scale: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Task-feature query and inter-task mixing of the gates (see ``gated_task_features``).
+
+    Returns the mixed gates sum_j A_ij g_j (B, T, h, w) and the gates g (B, T, h, w).
+    """
+    t, c = tokens.shape
+    query = tokens if channel_scale is None else tokens * channel_scale
+    gates = torch.sigmoid(F.conv2d(shared, query.reshape(t, c, 1, 1)))  # (B, T, h, w)
+    mixed = gates if affinity is None else F.conv2d(gates, affinity.view(t, t, 1, 1))  # sum_j A_ij g_j
+    return mixed, gates
+
+
+def gate_features(shared: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+    """The task features F_s * m_t, tasks stacked: shared (B, C, h, w), mixed (B, T, h, w) ->
+    (B, T*C, h, w)."""
+    b, c, h, w = shared.shape
+    return (shared.unsqueeze(1) * mixed.unsqueeze(2)).view(b, mixed.shape[1] * c, h, w)
 
 
 def gated_task_features(
@@ -39,13 +63,31 @@ def gated_task_features(
     exactly as <F_s, s * theta>.
     Returns the mixed task features (B, T*C, h, w) = F_s * sum_j A_ij g_j, and the gates (B, T, h, w).
     """
-    b, c, h, w = shared.shape
-    t = tokens.shape[0]
-    query = tokens if channel_scale is None else tokens * channel_scale
-    gates = torch.sigmoid(F.conv2d(shared, query.reshape(t, c, 1, 1)))  # (B, T, h, w)
-    mixed = gates if affinity is None else F.conv2d(gates, affinity.view(t, t, 1, 1))  # sum_j A_ij g_j
-    features = shared.unsqueeze(1) * mixed.unsqueeze(2)  # (B, T, C, h, w)
-    return features.view(b, t * c, h, w), gates
+    mixed, gates = mixed_gates(shared, tokens, affinity, channel_scale)
+    return gate_features(shared, mixed), gates
+
+
+def apply_to_gated(
+    layer: Callable[[torch.Tensor], torch.Tensor], shared: torch.Tensor, mixed: torch.Tensor
+) -> torch.Tensor:
+    """``layer(gate_features(shared, mixed))``, the same values, without keeping the T-times-wider
+    product (B, T*C, h, w) for backward: where ``layer`` saves it (a convolution does), it is
+    recomputed from F_s and m (one elementwise product) when the backward pass needs it. Eager
+    training only; under ``torch.compile`` the partitioner makes that choice itself."""
+    x = gate_features(shared, mixed)
+    if not (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
+        return layer(x)
+    key = (x.data_ptr(), x.shape, x.stride(), x.dtype)
+
+    def pack(saved: torch.Tensor) -> torch.Tensor | tuple:
+        same = (saved.data_ptr(), saved.shape, saved.stride(), saved.dtype) == key
+        return (shared, mixed) if same else saved
+
+    def unpack(packed: torch.Tensor | tuple) -> torch.Tensor:
+        return gate_features(*packed) if isinstance(packed, tuple) else packed
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        return layer(x)
 
 
 def make_tokens(num_tasks: int, channels: int, init_std: float, trainable: bool) -> torch.Tensor:
@@ -154,19 +196,28 @@ class MultiScaleGlobalTokens(nn.Module):
             scale_tokens = self.to_scale[j](self.theta.unsqueeze(1)).squeeze(1)  # (T, C_j)
             affinity = None if self.q is None else task_affinity(scale_tokens, self.q[j], self.k[j])
             scale = None if self.channel_scale is None else self.channel_scale[j]
-            x, _ = gated_task_features(f, scale_tokens, affinity, scale)
+            mixed, _ = mixed_gates(f, scale_tokens, affinity, scale)  # (B, T, h_j, w_j)
             if affinity is not None:
                 scale_tokens = affinity @ scale_tokens
                 affinities.append(affinity)
-            if self.ffn is not None:
-                x = self.ffn[j](x)  # (B, T*C_j, h_j, w_j)
-            if x.shape[-2] * x.shape[-1] > out_size[0] * out_size[1]:  # finer grid: resample, then 1x1
-                fused = fused + self.fuse[j](resize_to(x, out_size))
-            else:
-                fused = fused + resize_to(self.fuse[j](x), out_size)
+            fused = fused + apply_to_gated(self._scale_branch(j, out_size), f, mixed)
             tokens = tokens + self.from_scale[j](scale_tokens.unsqueeze(1)).squeeze(1)  # (T, D)
         affinity = torch.stack(affinities).mean(0) if affinities else None
         return fused, tokens, affinity
+
+    def _scale_branch(self, j: int, out_size: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Scale j's gated features (B, T*C_j, h_j, w_j) -> its share of the fused features
+        (B, T*D, *out_size): the per-scale conv3x3-BN-ReLU, then the 1x1 fusion conv, run at the
+        coarser of the scale's grid and the output grid (a finer grid is resampled first)."""
+
+        def branch(x: torch.Tensor) -> torch.Tensor:
+            if self.ffn is not None:
+                x = self.ffn[j](x)  # (B, T*C_j, h_j, w_j)
+            if x.shape[-2] * x.shape[-1] > out_size[0] * out_size[1]:  # finer grid: resample, then 1x1
+                return self.fuse[j](resize_to(x, out_size))
+            return resize_to(self.fuse[j](x), out_size)
+
+        return branch
 
 
 class IntraTaskAttention(nn.Module):
@@ -177,13 +228,17 @@ class IntraTaskAttention(nn.Module):
     or with ``reduced_queries`` (the authors' code) the same reduced pixels and token as the keys, the
     feature update then being upsampled (bilinear) to the input grid: r^2 times fewer query rows.
     Per-task linear maps for q, k, v and for the two outputs; scale D^-0.5. Feature part: projected
-    back, added to the input, then a per-task conv3x3-BN-ReLU. Token part: projected back and averaged
-    over the batch (as in the authors' code), so tokens stay (T, D).
+    back, added to the input, then a per-task conv3x3-BN-ReLU (the authors' code; ``ffn`` False leaves
+    it out: the paper's intra-task learning is the attention alone, see ``ModelConfig.attention_ffn``).
+    Token part: projected back and averaged over the batch (as in the authors' code), so tokens stay
+    (T, D).
 
     forward(x (B, T*D, h, w), tokens (T, D)) -> (features (B, T*D, h, w), tokens (T, D)).
     """
 
-    def __init__(self, num_tasks: int, width: int, reduction: int, reduced_queries: bool = False) -> None:
+    def __init__(
+        self, num_tasks: int, width: int, reduction: int, reduced_queries: bool = False, ffn: bool = True
+    ) -> None:
         super().__init__()
         if reduction < 1:
             raise ValueError(f"attention_reduction must be >= 1, got {reduction}")
@@ -193,8 +248,11 @@ class IntraTaskAttention(nn.Module):
         self.reduce = nn.Conv2d(t * d, t * d, reduction, stride=reduction, groups=t * d, bias=False)
         self.q, self.k, self.v = TaskLinear(t, d, d), TaskLinear(t, d, d), TaskLinear(t, d, d)
         self.feature_out, self.token_out = TaskLinear(t, d, d), TaskLinear(t, d, d)
-        self.ffn = TaskConvBNReLU(t, d, d)
+        self.ffn = TaskConvBNReLU(t, d, d) if ffn else None
         init_layers(self.reduce)
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.ffn is None else self.ffn(x)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = x.shape
@@ -211,13 +269,13 @@ class IntraTaskAttention(nn.Module):
             hr, wr = reduced.shape[-2:]
             update = self.feature_out(out[:, :, :-1]).transpose(2, 3).reshape(b, t * d, hr, wr)
             update = resize_to(update, (h + pad_h, w + pad_w))  # the reduced grid spans the padding
-            features = self.ffn(x + update[..., :h, :w])
+            features = self._ffn(x + update[..., :h, :w])
             return features, self.token_out(out[:, :, -1:].mean(0)).squeeze(1)
         pixels = x.view(b, t, d, h * w).transpose(2, 3)  # (B, T, N, D)
         out_pixels = F.scaled_dot_product_attention(self.q(pixels), k, v, scale=scale)  # (B, T, N, D)
         q_token = self.q(tokens.unsqueeze(1)).unsqueeze(0).expand(b, t, 1, d)
         out_token = F.scaled_dot_product_attention(q_token, k, v, scale=scale)  # (B, T, 1, D)
         update = self.feature_out(out_pixels).transpose(2, 3).reshape(b, t * d, h, w)
-        features = self.ffn(x + update)
+        features = self._ffn(x + update)
         tokens = self.token_out(out_token.mean(0)).squeeze(1)  # (T, D)
         return features, tokens
