@@ -94,7 +94,8 @@ def test_gated_features_are_released_under_bf16_and_channels_last(monkeypatch: p
     loss = loss_of(model)
     assert len(products) == 4 and all(p() is None for p in products)  # one per scale, none kept
     loss.backward()
-    monkeypatch.setattr(global_tokens, "apply_to_gated", lambda layer, s, m: layer(original(s, m)))
+    monkeypatch.setattr(global_tokens, "gate_features", original)
+    monkeypatch.setattr(global_tokens, "apply_recomputed", lambda layer, make, *xs: layer(make(*xs)))
     loss_of(twin).backward()
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=2e-2, atol=1e-4, msg=name)

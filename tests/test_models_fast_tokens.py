@@ -227,3 +227,62 @@ def test_paper_token_stage_drops_both_authors_convs_and_trains_every_parameter()
         attention.ffn = torch.nn.Identity()  # the conv3x3-BN-ReLU is all that differs
         same, _ = attention(x, tokens)
     torch.testing.assert_close(feats, same)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(backbone="resnet18"),  # stride-8 layout, single scale: the head's layers read F'_t
+        dict(backbone="resnet18", head_reads_shared=True),  # F'_t + F_s: the plain path
+        dict(backbone="resnet18", multi_scale=True),  # reduced queries: x + up(update) recomputed too
+        dict(backbone="resnet18", multi_scale=True, scale_ffn=False, attention_ffn=False),
+        dict(
+            backbone="segnet", attention_queries="reduced", attention_reduction=3
+        ),  # padded grid  # the token stage at stride 4, then its own conv
+    ],
+)
+def test_recomputed_gated_features_give_the_plain_gradients(
+    overrides: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model level, training mode: outputs and every parameter's gradient are those of the plain
+    computation (the mixed features, and the attention's input + upsampled update, kept)."""
+    from trainer.models import global_tokens
+
+    cfg = ModelConfig(pretrained=False, width=8, fine_mlp_hidden=8, **overrides)
+    torch.manual_seed(0)
+    model = build_model(cfg, SPECS).train()
+    twin = copy.deepcopy(model)
+    image = torch.randn(2, 3, 32, 48)
+
+    def run(net: torch.nn.Module) -> dict:
+        out = net(image)
+        sum(v.square().mean() for v in out["logits"].values()).backward()
+        return out["logits"]
+
+    got = run(model)
+    monkeypatch.setattr(global_tokens, "apply_recomputed", lambda layer, make, *xs: layer(make(*xs)))
+    ref = run(twin)
+    for k in got:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fine_token_embedding_of_the_identity_skips_the_matmul() -> None:
+    from trainer.models.fine_tokens import FineTokenGenerator
+
+    torch.manual_seed(0)
+    gen = FineTokenGenerator(num_outputs=5, width=7, hidden=6)
+    token = torch.randn(7)
+    expected = gen.mlp(token.unsqueeze(1).expand(-1, 5) + gen.embed(gen.basis).T).T
+    torch.testing.assert_close(gen(token), expected, rtol=1e-5, atol=1e-6)  # the same sums, to rounding
+
+
+def test_batched_qkv_equals_the_three_maps() -> None:
+    torch.manual_seed(0)
+    attn = IntraTaskAttention(num_tasks=3, width=8, reduction=2, reduced_queries=True)
+    for m in (attn.q, attn.k, attn.v):
+        torch.nn.init.normal_(m.bias)
+    x = torch.randn(2, 3, 5, 8)
+    for got, layer in zip(attn._qkv(x), (attn.q, attn.k, attn.v)):
+        torch.testing.assert_close(got, layer(x), rtol=1e-5, atol=1e-6)

@@ -12,6 +12,7 @@ gates, and the (B, T, C, h, w) features are formed once, after mixing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,27 +68,47 @@ def gated_task_features(
     return gate_features(shared, mixed), gates
 
 
-def apply_to_gated(
-    layer: Callable[[torch.Tensor], torch.Tensor], shared: torch.Tensor, mixed: torch.Tensor
+def _tracing() -> bool:
+    """Under torch.compile or torch.export: plain ops only (the graph's partitioner decides what backward keeps)."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return torch.compiler.is_compiling() or exporting()
+
+
+def apply_recomputed(
+    layer: Callable[[torch.Tensor], torch.Tensor], make: Callable[..., torch.Tensor], *inputs: Any
 ) -> torch.Tensor:
-    """``layer(gate_features(shared, mixed))``, the same values, without keeping the T-times-wider
-    product (B, T*C, h, w) for backward: where ``layer`` saves it (a convolution does), it is
-    recomputed from F_s and m (one elementwise product) when the backward pass needs it. Eager
-    training only; under ``torch.compile`` the partitioner makes that choice itself."""
-    x = gate_features(shared, mixed)
-    if not (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
+    """``layer(make(*inputs))``, the same values, without keeping ``make``'s output for backward: where
+    ``layer`` saves it (a convolution saves its input), it is recomputed from ``inputs`` when the
+    backward pass needs it. For a ``make`` that is cheap (elementwise, a resampling) and whose inputs
+    are kept anyway. Eager training only; under ``torch.compile`` the partitioner makes that choice."""
+    x = make(*inputs)
+    if not (torch.is_grad_enabled() and x.requires_grad) or _tracing():
         return layer(x)
     key = (x.data_ptr(), x.shape, x.stride(), x.dtype)
 
     def pack(saved: torch.Tensor) -> torch.Tensor | tuple:
         same = (saved.data_ptr(), saved.shape, saved.stride(), saved.dtype) == key
-        return (shared, mixed) if same else saved
+        return inputs if same else saved
 
     def unpack(packed: torch.Tensor | tuple) -> torch.Tensor:
-        return gate_features(*packed) if isinstance(packed, tuple) else packed
+        return make(*packed) if isinstance(packed, tuple) else packed
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         return layer(x)
+
+
+def apply_to_gated(
+    layer: Callable[[torch.Tensor], torch.Tensor], shared: torch.Tensor, mixed: torch.Tensor
+) -> torch.Tensor:
+    """``layer(gate_features(shared, mixed))`` without keeping the T-times-wider product
+    (B, T*C, h, w) for backward: it is recomputed from F_s and m (``apply_recomputed``)."""
+    return apply_recomputed(layer, gate_features, shared, mixed)
+
+
+def add_resized(x: torch.Tensor, small: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:
+    """x (B, C, h, w) + ``small`` resampled (bilinear) to the ``padded`` grid and cropped to (h, w)."""
+    h, w = x.shape[-2:]
+    return x + resize_to(small, padded)[..., :h, :w]
 
 
 def make_tokens(num_tasks: int, channels: int, init_std: float, trainable: bool) -> torch.Tensor:
@@ -107,8 +128,10 @@ class GlobalTokens(nn.Module):
     """Single-scale global task token learning: tokens theta (T, C) query F_s, then inter-task
     learning (A, Theta' = A Theta, F' = A F).
 
-    forward(shared (B, C, h, w)) -> (features (B, T*C, h, w), tokens' (T, C), affinity (T, T) or None).
-    The per-task conv3x3-BN-ReLU that follows the mixing belongs to the caller (see ``hitts.py``).
+    forward(shared (B, C, h, w), then) -> (features (B, T*C, h, w), tokens' (T, C), affinity (T, T) or
+    None). The per-task layers that follow the mixing belong to the caller (see ``hitts.py``), who may
+    pass them as ``then``: the features returned are then ``then(features)``, computed without keeping
+    the T-times-wider mixed features for backward (``apply_to_gated``).
     """
 
     def __init__(
@@ -131,9 +154,12 @@ class GlobalTokens(nn.Module):
         self.k = nn.Linear(channels, channels) if inter_task else None
         init_layers(self)
 
-    def forward(self, shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, shared: torch.Tensor, then: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         affinity = None if self.q is None else task_affinity(self.theta, self.q, self.k)
-        features, _ = gated_task_features(shared, self.theta, affinity, self.channel_scale)
+        mixed, _ = mixed_gates(shared, self.theta, affinity, self.channel_scale)
+        features = gate_features(shared, mixed) if then is None else apply_to_gated(then, shared, mixed)
         tokens = self.theta if affinity is None else affinity @ self.theta
         return features, tokens, affinity
 
@@ -251,6 +277,14 @@ class IntraTaskAttention(nn.Module):
         self.ffn = TaskConvBNReLU(t, d, d) if ffn else None
         init_layers(self.reduce)
 
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q, k and v of the same input (B, T, N, D) as one batched product (three per-task linear maps
+        side by side), each (B, T, N, D)."""
+        weight = torch.cat([self.q.weight, self.k.weight, self.v.weight], dim=1)  # (T, 3D, D)
+        bias = torch.cat([self.q.bias, self.k.bias, self.v.bias], dim=1)  # (T, 3D)
+        qkv = torch.einsum("btni,toi->btno", x, weight) + bias.unsqueeze(1)
+        return qkv.split(self.width, dim=-1)
+
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.ffn is None else self.ffn(x)
 
@@ -262,15 +296,19 @@ class IntraTaskAttention(nn.Module):
         kv_in = torch.cat(
             [reduced.view(b, t, d, -1).transpose(2, 3), tokens.view(1, t, 1, d).expand(b, t, 1, d)], dim=2
         )  # (B, T, N_r + 1, D)
-        k, v = self.k(kv_in), self.v(kv_in)
         scale = d**-0.5
         if self.reduced_queries:  # authors' form: queries = keys' inputs, update upsampled
-            out = F.scaled_dot_product_attention(self.q(kv_in), k, v, scale=scale)  # (B, T, N_r + 1, D)
+            q, k, v = self._qkv(kv_in)
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)  # (B, T, N_r + 1, D)
             hr, wr = reduced.shape[-2:]
             update = self.feature_out(out[:, :, :-1]).transpose(2, 3).reshape(b, t * d, hr, wr)
-            update = resize_to(update, (h + pad_h, w + pad_w))  # the reduced grid spans the padding
-            features = self._ffn(x + update[..., :h, :w])
+            padded = (h + pad_h, w + pad_w)  # the reduced grid spans the padding
+            if self.ffn is None:
+                features = add_resized(x, update, padded)
+            else:  # x + up(update) is recomputed for backward, not kept (x is kept anyway)
+                features = apply_recomputed(self.ffn, add_resized, x, update, padded)
             return features, self.token_out(out[:, :, -1:].mean(0)).squeeze(1)
+        k, v = self.k(kv_in), self.v(kv_in)
         pixels = x.view(b, t, d, h * w).transpose(2, 3)  # (B, T, N, D)
         out_pixels = F.scaled_dot_product_attention(self.q(pixels), k, v, scale=scale)  # (B, T, N, D)
         q_token = self.q(tokens.unsqueeze(1)).unsqueeze(0).expand(b, t, 1, d)

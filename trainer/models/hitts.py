@@ -192,13 +192,14 @@ class HiTTs(nn.Module):
                 if self.multi_scale:
                     grid = feats[self.backbone.strides.index(NECK_STRIDE)].shape[-2:]
                     x, tokens, affinity = self.global_tokens(feats, grid)
-                else:
+                    x = self.layers(x)  # the MTL head's conv3x3-BN-ReLU x2
+                elif self.head_reads_shared:  # F'_t + F_s, as the SegNet layout's head reads
                     shared = self.neck(feats)
                     x, tokens, affinity = self.global_tokens(shared)
-                    if self.head_reads_shared:  # F'_t + F_s, as the SegNet layout's head reads
-                        b, _, hh, ww = x.shape
-                        x = (x.view(b, t, d, hh, ww) + shared.unsqueeze(1)).view(b, t * d, hh, ww)
-                x = self.layers(x)  # the MTL head's conv3x3-BN-ReLU x2
+                    b, _, hh, ww = x.shape
+                    x = self.layers((x.view(b, t, d, hh, ww) + shared.unsqueeze(1)).view(b, t * d, hh, ww))
+                else:  # the head's layers read F'_t (the T-wide F'_t is not kept for backward)
+                    x, tokens, affinity = self.global_tokens(self.neck(feats), self.layers)
                 if self.attention is not None:
                     x, tokens = self.attention(x, tokens)
             return x, x, tokens, affinity
@@ -206,8 +207,7 @@ class HiTTs(nn.Module):
         pooled = F.avg_pool2d(shared, self.pool)  # (B, D, h, w), token-stage stride
         if self.global_tokens is None:
             return pooled, self.layers(shared, shared=True), None, None
-        x, tokens, affinity = self.global_tokens(pooled)
-        x = self.token_ffn(x)
+        x, tokens, affinity = self.global_tokens(pooled, self.token_ffn)  # then the token stage's conv
         if self.attention is not None:
             x, tokens = self.attention(x, tokens)
         b, _, hh, ww = shared.shape
