@@ -12,6 +12,10 @@ Adam. Two measurements, both printed with the HiTTs / MTL ratios of this one run
   CPU: peak resident set size (``resource.getrusage(...).ru_maxrss``) minus the resident set size just
   before the first step (``/proc/self/statm``): activations, gradients and Adam state, plus whatever
   the allocator keeps cached. A fresh process keeps one model's high-water mark out of the other's.
+  The worker runs with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed (``CPU_MMAP_THRESHOLD``, unless the
+  environment sets it): large tensors then come from mmap and go back to the system when freed, so the
+  peak follows the live tensors (glibc's adaptive threshold otherwise keeps freed blocks resident, and
+  the same model's reading moved by +-4% between runs).
 
     python benchmarks/bench_train_step.py                      # efficientnet_lite0, 288x384, batch 8
     python benchmarks/bench_train_step.py --backbone segnet --batch 2
@@ -46,6 +50,7 @@ sys.path.insert(0, str(REPO))
 ARCHS = ("mtl", "hitts")
 TARGET_TIME_RATIO = 1.3
 TARGET_MEMORY_RATIO = 1.5
+CPU_MMAP_THRESHOLD = 128 * 1024  # bytes: glibc's default start, here kept fixed (see the docstring)
 
 
 def _rss_bytes() -> int:
@@ -269,7 +274,8 @@ def main() -> None:
     if not args.skip_memory:
         for arch in args.archs:
             cmd = [sys.executable, __file__, *sys.argv[1:], "--memory-worker", arch]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            env = {"MALLOC_MMAP_THRESHOLD_": str(CPU_MMAP_THRESHOLD), **os.environ}
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{arch} memory worker failed:\n{proc.stderr}")
             memory[arch] = json.loads(proc.stdout.strip().splitlines()[-1])

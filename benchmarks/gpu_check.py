@@ -23,8 +23,8 @@ section, so a killed run still leaves one):
 * ``train_step_eager`` / ``train_step_compiled``: HiTTs vs MTL, ResNet-18 multi-scale, D 256,
   288x384, batch 8, bf16 autocast + channels_last, fused Adam: median step over ``steps`` steps after
   warm-up, images/s, peak memory (``torch.cuda.max_memory_allocated``), and the HiTTs / MTL ratios;
-  eager also times HiTTs without the per-scale conv (``ModelConfig.scale_ffn`` False) when the
-  budget allows; compiled: ``torch.compile`` (mode default) in a subprocess with a hard timeout,
+  eager also times the lighter HiTTs of ``LIGHT_VARIANTS`` (without the authors' per-scale conv;
+  without it and the conv after intra-task attention) while the budget allows; compiled: ``torch.compile`` (mode default) in a subprocess with a hard timeout,
   compile time (first step) recorded apart.
 * ``pipeline``: ``trainer.pipeline.run_pipeline`` (STL, MTL, HiTTs, discovery, HiTTs + L_p + L_f) on
   the synthetic scenes, ResNet-18 multi-scale without pretrained weights (none are downloaded).
@@ -129,6 +129,12 @@ BUDGETS = {
     "pipeline": 120,
     "train_step_compiled": 240,
 }
+LIGHT_VARIANTS = {
+    "no_scale_ffn": {"scale_ffn": False},
+    "paper_token_stage": {"scale_ffn": False, "attention_ffn": False},
+}
+"""HiTTs without the authors' per-scale conv (``ModelConfig.scale_ffn``), and without it and the conv
+after intra-task attention (``attention_ffn``: the paper's token stage), timed after the authors'."""
 MIN_SECONDS_TO_START = 10
 """A section starts only if at least this many seconds of the global budget are left."""
 
@@ -612,12 +618,14 @@ def section_train_step_eager(ctx: Context, budget: float) -> dict[str, Any]:
     if not ctx.cuda:
         setup["memory"] = "peak memory is measured on CUDA only (CPU: benchmarks/bench_train_step.py)"
     result = {"setup": setup, **per_arch, **_ratios(per_arch)}
-    # the documented lighter option (ModelConfig.scale_ffn False), if the budget allows
-    if time.perf_counter() < deadline:
-        light = {**kwargs, "model_overrides": {"scale_ffn": False}}
-        steps = (ctx.sizes["bench_warmup"], ctx.sizes["bench_steps"])
-        result["hitts_no_scale_ffn"] = bench_arch("hitts", light, *steps, deadline)
-        result["no_scale_ffn"] = _ratios({"mtl": per_arch["mtl"], "hitts": result["hitts_no_scale_ffn"]})
+    # the documented lighter options (LIGHT_VARIANTS), while the budget allows
+    steps = (ctx.sizes["bench_warmup"], ctx.sizes["bench_steps"])
+    for name, overrides in LIGHT_VARIANTS.items():
+        if time.perf_counter() >= deadline:
+            break
+        light = {**kwargs, "model_overrides": overrides}
+        result[f"hitts_{name}"] = bench_arch("hitts", light, *steps, deadline)
+        result[name] = _ratios({"mtl": per_arch["mtl"], "hitts": result[f"hitts_{name}"]})
     return result
 
 
@@ -800,8 +808,9 @@ def _headline(name: str, entry: dict[str, Any]) -> str:
             parts.append(f"step x{r['step_ratio']:.2f}")
         if "memory_ratio" in r:
             parts.append(f"mem x{r['memory_ratio']:.2f}")
-        if "step_ratio" in r.get("no_scale_ffn", {}):
-            parts.append(f"no scale ffn x{r['no_scale_ffn']['step_ratio']:.2f}")
+        for variant in LIGHT_VARIANTS:
+            if "step_ratio" in r.get(variant, {}):
+                parts.append(f"{variant.replace('_', ' ')} x{r[variant]['step_ratio']:.2f}")
         if "compile_s" in r.get("hitts", {}):
             parts.append(f"compile {r['mtl']['compile_s']:.0f}+{r['hitts']['compile_s']:.0f} s")
         return ", ".join(parts)

@@ -61,3 +61,41 @@ def test_gpu_training_step_never_syncs(arch: str, tmp_path: Path) -> None:
         torch.cuda.set_sync_debug_mode("default")
     means = tracker.check()
     assert set(means) >= {"L_s", "L_p", "total"} and all(v == v for v in means.values())
+
+
+def test_gated_features_are_released_under_bf16_and_channels_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The multi-scale token stage recomputes F_s * m in backward instead of keeping it (issue 13
+    item 7) also in the GPU training setting (bf16 autocast, channels_last), with the gradients of
+    the plain computation."""
+    import copy
+    import weakref
+
+    from trainer.models import global_tokens
+
+    cfg = ModelConfig(arch="hitts", backbone="resnet18", pretrained=False, width=16, multi_scale=True)
+    torch.manual_seed(0)
+    model = build_model(cfg, NYUD).cuda().to(memory_format=torch.channels_last)
+    twin = copy.deepcopy(model)
+    image = torch.randn(2, 3, H, W, device="cuda").contiguous(memory_format=torch.channels_last)
+    products: list = []
+    original = global_tokens.gate_features
+
+    def recorded(*args: torch.Tensor) -> torch.Tensor:
+        out = original(*args)
+        products.append(weakref.ref(out))
+        return out
+
+    def loss_of(net: torch.nn.Module) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = net(image)
+        return sum(v.float().square().mean() for v in out["logits"].values())
+
+    monkeypatch.setattr(global_tokens, "gate_features", recorded)
+    loss = loss_of(model)
+    assert len(products) == 4 and all(p() is None for p in products)  # one per scale, none kept
+    loss.backward()
+    monkeypatch.setattr(global_tokens, "gate_features", original)
+    monkeypatch.setattr(global_tokens, "apply_recomputed", lambda layer, make, *xs: layer(make(*xs)))
+    loss_of(twin).backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=2e-2, atol=1e-4, msg=name)

@@ -242,3 +242,22 @@ def test_logits_to_outputs_exports_to_onnx(tmp_path):
     expected = head(*inputs)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("quantiser", [DepthBins(0.5, 10.0, 30), NormalCentres.uniform(20)])
+def test_device_copies_of_centres_are_made_once(quantiser: Quantiser) -> None:
+    """On a GPU every loss call would otherwise copy the centres from the host (a blocking copy: the
+    host waits for the GPU each step). The "meta" device stands in for the GPU here."""
+    import copy
+    import pickle
+
+    probabilities = torch.empty(2, quantiser.num_classes, 4, 5, device="meta")
+    first = quantiser._on("centres", probabilities)
+    assert first.device.type == "meta" and quantiser._on("centres", probabilities) is first
+    assert quantiser.decode_probabilities(probabilities).device.type == "meta"
+    assert quantiser._on("centres", torch.empty(1)) is quantiser.centres  # CPU: the tensor itself
+    quantiser.centres = quantiser.centres.clone()  # a replaced attribute is copied again
+    assert quantiser._on("centres", probabilities) is not first
+    for clone in (copy.deepcopy(quantiser), pickle.loads(pickle.dumps(quantiser))):
+        assert "_device_copies" not in clone.__dict__
+        assert torch.equal(clone.centres, quantiser.centres)

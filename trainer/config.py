@@ -54,6 +54,17 @@ class ModelConfig:
         so it stays at its random init (False reproduces that).
     head_reads_shared: stride-8 layout only: the head reads F'_t + F_s instead of F'_t (the SegNet
         layout always adds F_s; the authors' ASPP head reads only F'_t). Not in the paper (default off).
+    attention_queries: intra-task attention queries: "full" (every pixel and the token), "reduced"
+        (the authors' code: the depthwise-reduced pixels, update upsampled), "auto" (reduced for
+        multi-scale models, full otherwise).
+    scale_ffn: multi-scale only: a per-task conv3x3-BN-ReLU at every scale after inter-task mixing
+        (the authors' code; the paper's Appendix A.2 fuses the mixed scales directly). About 3 GMAC
+        per 288x384 image at D 256 with ResNet-18, 9.4M parameters.
+    attention_ffn: the per-task conv3x3-BN-ReLU after intra-task attention (the authors' code; the
+        paper's intra-task learning is the attention alone, whose update is then added to the
+        feature). About 3 GMAC per 288x384 image at D 256 with ResNet-18 multi-scale.
+        With both False the token stage is the paper's text: HiTTs then costs about the MTL
+        baseline's arithmetic (README, Performance). Both default to True (the authors' network).
     """
 
     arch: str = "hitts"
@@ -78,6 +89,7 @@ class ModelConfig:
     aspp_rates: tuple[int, ...] = (12, 24, 36)
     attention_queries: str = "auto"
     scale_ffn: bool = True
+    attention_ffn: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)

@@ -157,6 +157,25 @@ class Quantiser:
     def _from_dict(cls, d: Mapping[str, Any]) -> Quantiser:
         raise NotImplementedError
 
+    def _on(self, name: str, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The tensor attribute ``name`` on ``like``'s device (in ``dtype``, default its own). Copies to
+        another device are made once and kept: a blocking host-to-GPU copy in every loss call would
+        make the host wait for the GPU at every training step."""
+        source = getattr(self, name)
+        dtype = dtype or source.dtype
+        if like.device.type == "cpu":
+            return source.to(dtype)
+        cache = self.__dict__.setdefault("_device_copies", {})
+        key = (name, like.device, dtype)
+        kept = cache.get(key)
+        if kept is None or kept[0] is not source:  # (re)made when the attribute was replaced
+            kept = cache[key] = (source, source.to(like.device, dtype))
+        return kept[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (data-loader workers, deep copies) leave the device copies behind."""
+        return {k: v for k, v in self.__dict__.items() if k != "_device_copies"}
+
 
 class ClassQuantiser(Quantiser):
     """Classification tasks: the target already is the class index. Prediction = argmax (int64)."""
@@ -280,16 +299,16 @@ class DepthBins(Quantiser):
         depth = target.squeeze(-3).to(torch.float64)
         valid = torch.isfinite(depth) & (depth > MISSING_DEPTH)
         safe = torch.where(valid, depth, torch.full_like(depth, self.d_min))
-        index = torch.bucketize(self._forward(safe), self._boundaries.to(safe.device))
+        index = torch.bucketize(self._forward(safe), self._on("_boundaries", safe))
         return torch.where(valid, index, torch.full_like(index, IGNORE_LABEL))
 
     def decode_probabilities(self, probabilities: torch.Tensor) -> torch.Tensor:
-        centres = self.centres.to(probabilities).view(1, -1, 1, 1)  # (1, K, 1, 1)
+        centres = self._on("centres", probabilities, probabilities.dtype).view(1, -1, 1, 1)  # (1, K, 1, 1)
         return (probabilities * centres).sum(dim=1, keepdim=True)  # (B, 1, H, W)
 
     def index_to_value(self, index: torch.Tensor) -> torch.Tensor:
         """(B, H, W) bin index -> (B, 1, H, W) centre depth; 0 (missing) where index is -1."""
-        centres = self.centres.to(index.device)
+        centres = self._on("centres", index)
         valid = (index >= 0) & (index < self.num_classes)
         value = centres[torch.where(valid, index, torch.zeros_like(index))]
         return torch.where(valid, value, torch.zeros_like(value)).unsqueeze(-3)
@@ -420,19 +439,19 @@ class NormalCentres(Quantiser):
         finite = torch.isfinite(target).all(dim=-3)
         safe = torch.where(torch.isfinite(target), target, torch.zeros_like(target)).float()
         valid = finite & (safe.abs().sum(dim=-3) > 0)
-        cos = torch.einsum("kc,...chw->...khw", self.centres.to(safe.device), safe)  # (B, K, H, W)
+        cos = torch.einsum("kc,...chw->...khw", self._on("centres", safe), safe)  # (B, K, H, W)
         index = cos.argmax(dim=-3)
         return torch.where(valid, index, torch.full_like(index, IGNORE_LABEL))
 
     def decode_probabilities(self, probabilities: torch.Tensor) -> torch.Tensor:
-        centres = self.centres.to(probabilities)
+        centres = self._on("centres", probabilities, probabilities.dtype)
         v = torch.nn.functional.conv2d(probabilities, centres.t()[:, :, None, None])  # (B, 3, H, W)
         norm = torch.sqrt((v * v).sum(dim=1, keepdim=True)).clamp_min(NORM_EPS)
         return v / norm
 
     def index_to_value(self, index: torch.Tensor) -> torch.Tensor:
         """(B, H, W) centre index -> (B, 3, H, W) centre vector; zero vector where index is -1."""
-        centres = self.centres.to(index.device)
+        centres = self._on("centres", index)
         valid = (index >= 0) & (index < self.num_classes)
         value = centres[torch.where(valid, index, torch.zeros_like(index))]  # (B, H, W, 3)
         value = torch.where(valid.unsqueeze(-1), value, torch.zeros_like(value))

@@ -66,6 +66,7 @@ def build_model(cfg: ModelConfig, specs: Sequence[TaskSpec]) -> nn.Module:
         head_reads_shared=cfg.head_reads_shared,
         scale_ffn=cfg.scale_ffn,
         reduced_queries=cfg.resolved_attention_queries == "reduced",
+        attention_ffn=cfg.attention_ffn,
     )
 
 

@@ -44,8 +44,8 @@ class FineTokenGenerator(nn.Module):
     def forward(self, token: torch.Tensor) -> torch.Tensor:
         c_p = self.basis.shape[0]
         z = token.unsqueeze(1).expand(-1, c_p)  # (D, C_p): the token repeated C_p times
-        if self.embed is not None:
-            z = z + self.embed(self.basis).T  # W_o o: (C_p, D) -> (D, C_p)
+        if self.embed is not None:  # W_o o with o = I: embed(I).T = weight + bias, without the matmul
+            z = z + (self.embed.weight + self.embed.bias.unsqueeze(1))  # (D, C_p)
         return self.mlp(z).T  # MLP along C_p for each of the D rows -> (C_p, D)
 
 

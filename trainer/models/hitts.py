@@ -22,8 +22,10 @@ Two layouts, chosen by the stride of the shared feature F_s:
 Switches from the authors' code and this project's diagnostics (``ModelConfig``): a learned
 per-channel scale before the gate (``gate_channel_scale``), untrained tokens (``train_global_tokens``
 False), in the stride-8 layout a head that reads F'_t + F_s (``head_reads_shared``), intra-task
-attention with the authors' reduced queries (``attention_queries``), and a multi-scale token stage
-without the per-scale conv3x3-BN-ReLU (``scale_ffn`` False).
+attention with the authors' reduced queries (``attention_queries``), a multi-scale token stage
+without the per-scale conv3x3-BN-ReLU (``scale_ffn`` False), and intra-task attention without its
+conv3x3-BN-ReLU (``attention_ffn`` False). The two convolutions are the authors' code, not the paper's
+text; they are most of HiTTs' extra arithmetic over the MTL baseline (README, Performance).
 
 Ablations (``ModelConfig.use_*``): no inter-task -> A = identity (no "affinity" output); no intra-task
 -> no attention block (theta'' = theta'); no global tokens -> no gating, mixing or attention at all (the
@@ -94,16 +96,15 @@ class HiTTs(nn.Module):
         head_reads_shared: bool = False,
         scale_ffn: bool = True,
         reduced_queries: bool = False,
+        attention_ffn: bool = True,
         dilated: bool = False,
         head: str = "auto",
         aspp_rates: Sequence[int] = ASPP_RATES,
     ) -> None:
         super().__init__()
-        self.task_names = tuple(s.name for s in specs)
-        self.num_outputs = tuple(s.num_outputs for s in specs)
-        self.width = width
+        self.task_names, self.num_outputs = tuple(s.name for s in specs), tuple(s.num_outputs for s in specs)
+        self.width, t = width, len(specs)
         self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
-        t = len(specs)
         self.backbone = build_backbone(backbone, pretrained, backbone_checkpoint, dilated)
         channels, strides = self.backbone.channels, self.backbone.strides
         if multi_scale and len(channels) == 1:
@@ -126,7 +127,7 @@ class HiTTs(nn.Module):
             scale_ffn,
             use_intra_task,
             attention_reduction,
-            reduced_queries,
+            (reduced_queries, attention_ffn),
         )
         self.layers = HeadLayers(head_kind(backbone, head), t, width, aspp_rates)
         self.classifiers = TaskClassifiers(width, self.num_outputs)
@@ -142,7 +143,7 @@ class HiTTs(nn.Module):
         scale_ffn: bool,
         use_intra_task: bool,
         attention_reduction: int,
-        reduced_queries: bool,
+        attention_form: tuple[bool, bool],
     ) -> None:
         """Global tokens (single- or multi-scale), the token stage's own conv where the head runs
         elsewhere, and intra-task attention."""
@@ -159,7 +160,7 @@ class HiTTs(nn.Module):
         if self.pool > 1:  # the head runs elsewhere: the token stage has its own post-mixing conv
             self.token_ffn = TaskConvBNReLU(t, d, d)
         if use_intra_task:
-            self.attention = IntraTaskAttention(t, d, attention_reduction, reduced_queries)
+            self.attention = IntraTaskAttention(t, d, attention_reduction, *attention_form)
 
     def _build_fine_tokens(
         self, use_fine_tokens: bool, use_global_tokens: bool, hidden: int, orthogonal_embeddings: bool
@@ -192,13 +193,14 @@ class HiTTs(nn.Module):
                 if self.multi_scale:
                     grid = feats[self.backbone.strides.index(NECK_STRIDE)].shape[-2:]
                     x, tokens, affinity = self.global_tokens(feats, grid)
-                else:
+                    x = self.layers(x)  # the MTL head's conv3x3-BN-ReLU x2
+                elif self.head_reads_shared:  # F'_t + F_s, as the SegNet layout's head reads
                     shared = self.neck(feats)
                     x, tokens, affinity = self.global_tokens(shared)
-                    if self.head_reads_shared:  # F'_t + F_s, as the SegNet layout's head reads
-                        b, _, hh, ww = x.shape
-                        x = (x.view(b, t, d, hh, ww) + shared.unsqueeze(1)).view(b, t * d, hh, ww)
-                x = self.layers(x)  # the MTL head's conv3x3-BN-ReLU x2
+                    b, _, hh, ww = x.shape
+                    x = self.layers((x.view(b, t, d, hh, ww) + shared.unsqueeze(1)).view(b, t * d, hh, ww))
+                else:  # the head's layers read F'_t (the T-wide F'_t is not kept for backward)
+                    x, tokens, affinity = self.global_tokens(self.neck(feats), self.layers)
                 if self.attention is not None:
                     x, tokens = self.attention(x, tokens)
             return x, x, tokens, affinity
@@ -206,8 +208,7 @@ class HiTTs(nn.Module):
         pooled = F.avg_pool2d(shared, self.pool)  # (B, D, h, w), token-stage stride
         if self.global_tokens is None:
             return pooled, self.layers(shared, shared=True), None, None
-        x, tokens, affinity = self.global_tokens(pooled)
-        x = self.token_ffn(x)
+        x, tokens, affinity = self.global_tokens(pooled, self.token_ffn)  # then the token stage's conv
         if self.attention is not None:
             x, tokens = self.attention(x, tokens)
         b, _, hh, ww = shared.shape
@@ -246,10 +247,8 @@ class HiTTs(nn.Module):
             "task_features": {n: task_slice(task_features, i) for i, n in enumerate(names)},
         }
         if tokens is not None:  # global tokens present: task features are per task
-            b, _, h, w = task_features.shape
-            # <F''_t, theta''_t> per pixel as a batched MatMul (ONNX Runtime runs Einsum far slower)
-            dots = tokens.view(1, t, 1, d) @ task_features.view(b, t, d, h * w)  # (B, T, 1, h*w)
-            scores_f = torch.sigmoid(dots.view(b, t, h, w))
+            # M_f = sigmoid(<F''_t, theta''_t>): one grouped 1x1 conv reads the stacked features in place
+            scores_f = torch.sigmoid(F.conv2d(task_features, tokens.reshape(t, d, 1, 1), groups=t))
             out["global_scores"] = {n: scores_f[:, i] for i, n in enumerate(names)}
         if phis:
             out["fine_scores"] = dict(zip(names, scores))
