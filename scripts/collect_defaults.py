@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 RUN_LABELS = {
-    "wide/hitts": "HiTTs stage 1 (wide)",
-    "wide/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 (wide): shipped",
+    "wide/hitts": "HiTTs stage 1 (wide): shipped",
+    "wide/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 (wide)",
     "wide/mtl-pipeline/mtl": "MTL (wide): shipped",
     "nyu/hitts": "HiTTs stage 1 (plain generator, plain jitter): ablation",
 }
@@ -67,16 +67,20 @@ def run_table(runs: dict[str, dict]) -> list[str]:
     return lines
 
 
-def eval_table(docs: dict[str, dict]) -> list[str]:
+def eval_table(docs: list[tuple[str, dict]]) -> list[str]:
     """Exported models through the app's runtime: one ``scripts/evaluate_shipped.py`` JSON per
     label (e.g. "previous, fresh nyu scenes"), each with its real-frame and synthetic results."""
     lines = ["| models | source | n | model | " + " | ".join(n for _, _, n in METRICS) + " | gain vs MTL |"]
     lines.append("|" + "---|" * (5 + len(METRICS)))
-    for label, doc in docs.items():
+    seen = set()  # the real frames are in every report of a model set: one row each
+    for label, doc in docs:
         for source, per_model in doc.get("results", {}).items():
             gains = doc.get("gain_over_reference", {}).get(source, {})
             for model, r in per_model.items():
                 where = f"{source} ({r.get('profile', '')} seed {r['seed']})" if "seed" in r else source
+                if (label, where, model) in seen:
+                    continue
+                seen.add((label, where, model))
                 cells = [fmt(r["metrics"].get(t, {}).get(m)) for t, m, _ in METRICS]
                 gain = gains.get(model, {}).get("gain_percent")
                 gain_cell = (
@@ -122,9 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# Default models: training runs", "", *run_table(runs), ""]
     if args.eval:
-        docs = {
-            label: json.loads(Path(path).read_text()) for label, path in (e.split("=", 1) for e in args.eval)
-        }
+        pairs = [e.split("=", 1) for e in args.eval]
+        docs = [(label, json.loads(Path(path).read_text())) for label, path in pairs]
         lines += ["## Exported models through the app's runtime", "", *eval_table(docs)]
     (args.out / "defaults.md").write_text("\n".join(lines) + "\n")
     plot_curves(runs, args.out / "curves.png")
