@@ -36,16 +36,22 @@ def test_the_upload_leaves_out_training_tests_and_caches(listed):
     assert not [p for p in listed if p.startswith(left_out) or "__pycache__" in p or p.endswith(".pyc")]
 
 
-def test_every_project_module_the_app_imports_is_uploaded(listed):
-    """app.py and hitts_demo import only packages that ship (or are installed from requirements.txt)."""
-    project = {"app", "hitts_demo", "hitts_schema", "trainer", "scripts", "benchmarks", "tests"}
-    imported = set()
+def app_imports() -> set[str]:
+    """Top-level names that app.py and hitts_demo import (absolute imports only)."""
+    imported: set[str] = set()
     for path in [REPO / "app.py", *sorted((REPO / "hitts_demo").rglob("*.py"))]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
             elif isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
+    return imported
+
+
+def test_every_project_module_the_app_imports_is_uploaded(listed):
+    """app.py and hitts_demo import only packages that ship (or are installed from requirements.txt)."""
+    project = {"app", "hitts_demo", "hitts_schema", "trainer", "scripts", "benchmarks", "tests"}
+    imported = app_imports()
     needed = imported & project
     assert needed == {"hitts_demo", "hitts_schema"}
     assert all(any(p.startswith(f"{pkg}/") for p in listed) for pkg in needed)
@@ -102,13 +108,7 @@ IMPORT_TO_REQUIREMENT = {"PIL": "pillow", "onnxruntime": "onnxruntime-gpu"}
 
 def test_requirements_install_every_third_party_package_the_app_imports():
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    imported = set()
-    for path in [REPO / "app.py", *sorted((REPO / "hitts_demo").rglob("*.py"))]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Import):
-                imported |= {a.name.split(".")[0] for a in node.names}
+    imported = app_imports()
     third_party = imported - stdlib - {"hitts_demo", "hitts_schema"}
     lines = [ln.split("#")[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
     names = {ln.split(">")[0].split("<")[0].split("=")[0].strip().lower() for ln in lines if ln}
