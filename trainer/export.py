@@ -40,6 +40,10 @@ OPSET = 18
 MIN_AGREEMENT = 0.999
 PARITY_IMAGES = 4
 INT8_OPS = ["MatMul", "Gemm"]
+INT8_MIN_WEIGHTS = 1024
+"""A MatMul / Gemm is quantised to int8 only if its constant operand has at least this many values:
+the small ones are the decoding products with the depth bin and normal centres (30 or 40 values,
+each one a prediction: int8 rounding moved depth by 0.57 m), and gain nothing from int8."""
 TOKEN_OUTPUTS = ("global_score", "fine_scores", "fine_tokens")
 SYNTHETIC_FIELDS = ("generator_version", "profile", "seed", "num_train", "num_test", "height", "width")
 """Generator settings copied from a synthetic data folder's ``synthetic.json`` into ``trained_on``."""
@@ -385,6 +389,19 @@ def topological_sort(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
+def _small_constant_products(graph: onnx.GraphProto) -> list[str]:
+    """Names of the MatMul / Gemm nodes whose constant operand has fewer than INT8_MIN_WEIGHTS values."""
+    sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
+    for node in graph.node:  # Constant nodes hold constants too
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].t.dims:
+            sizes[node.output[0]] = int(np.prod(node.attribute[0].t.dims))
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type in INT8_OPS and any(sizes.get(i, INT8_MIN_WEIGHTS) < INT8_MIN_WEIGHTS for i in n.input)
+    ]
+
+
 def _make_int8(src: Path, dst: Path) -> None:
     """Dynamic int8 quantisation of MatMul / Gemm weights (token attention and MLPs). Convolutions
     stay fp32: their per-task weights are concatenated at run time, so they are not initializers."""
@@ -398,8 +415,15 @@ def _make_int8(src: Path, dst: Path) -> None:
     model = onnx.load(str(folded))
     del model.graph.value_info[:]  # stale shapes from the exporter confuse the quantiser's inference
     onnx.save(model, str(folded))
+    small = _small_constant_products(model.graph)
     try:
-        quantize_dynamic(str(folded), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=INT8_OPS)
+        quantize_dynamic(
+            str(folded),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=INT8_OPS,
+            nodes_to_exclude=small,
+        )
         reshard(dst)  # conv weights stay fp32: the int8 model may still be over the file limit
     finally:
         folded.unlink(missing_ok=True)
