@@ -94,6 +94,28 @@ def eval_table(docs: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+def ablation_table(folder: Path) -> list[str]:
+    """The CPU sim-to-real ablation (``results/defaults/ablation-cpu/mtl-<profile>/``): each model on
+    its own validation and test scenes, the other profile's test scenes and the 10 real frames."""
+    lines = ["| trained on | evaluated on | " + " | ".join(n for _, _, n in METRICS[:4]) + " |"]
+    lines.append("|" + "---|" * 6)
+    for run in sorted(folder.glob("mtl-*")):
+        own = run.name.removeprefix("mtl-")
+        sources = {f"{own} validation": read_json_metrics(run / "metrics.json", "val_metrics")}
+        sources[f"{own} test"] = read_json_metrics(run / "metrics.json", "test_metrics")
+        for cross in sorted(run.glob("cross-*.json")):
+            sources[f"{cross.stem.removeprefix('cross-')} test"] = read_json_metrics(cross, "metrics")
+        sources["10 real frames"] = read_json_metrics(run / "real.json", "metrics")
+        for where, m in sources.items():
+            cells = [fmt(m.get(t, {}).get(k)) for t, k, _ in METRICS[:4]]
+            lines.append(f"| {own} | {where} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def read_json_metrics(path: Path, key: str) -> dict:
+    return json.loads(path.read_text()).get(key, {}) if path.exists() else {}
+
+
 def plot_curves(runs: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -119,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "--eval", action="append", default=[], metavar="LABEL=JSON", help="evaluate_shipped.py reports"
     )
     p.add_argument("--out", type=Path, default=Path("results/defaults"))
+    p.add_argument("--ablation", type=Path, help="results/defaults/ablation-cpu")
     args = p.parse_args(argv)
     runs = {k: r for k in RUN_LABELS if (r := read_run(args.runs / k))}
     if not runs:
@@ -129,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [e.split("=", 1) for e in args.eval]
         docs = [(label, json.loads(Path(path).read_text())) for label, path in pairs]
         lines += ["## Exported models through the app's runtime", "", *eval_table(docs)]
+    if args.ablation:
+        lines += [
+            "",
+            "## Sim-to-real ablation on CPU (MTL, 96x128, 8 epochs)",
+            "",
+            *ablation_table(args.ablation),
+        ]
     (args.out / "defaults.md").write_text("\n".join(lines) + "\n")
     plot_curves(runs, args.out / "curves.png")
     print(f"wrote {args.out / 'defaults.md'} and {args.out / 'curves.png'}")

@@ -313,7 +313,9 @@ def _write_onnx(wrapper: ExportWrapper, onnx_path: Path, height: int, width: int
     )
     onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
     onnx.checker.check_model(onnx_model, full_check=True)
-    save_onnx(onnx_model, onnx_path)  # below the Space's file limit: weights in shards when large
+    save_onnx(
+        onnx_model, onnx_path, strict=False
+    )  # below the Space's file limit: weights in shards when large
     tmp_path.unlink()
     return onnx_path
 
@@ -370,7 +372,7 @@ def _make_fp16(src: Path, dst: Path) -> None:
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     topological_sort(model.graph)
     onnx.checker.check_model(model, full_check=True)
-    save_onnx(model, dst)
+    save_onnx(model, dst, strict=False)
 
 
 def topological_sort(graph: onnx.GraphProto) -> None:

@@ -82,7 +82,8 @@ def test_a_full_manifest_gives_training_validation_and_real_frame_figures(tmp_pa
         "normals not measured (no ground truth)" in line
     )
     assert (
-        "fresh synthetic test scenes (20, seed 7, profile nyu): pixel acc 43.0 %, mIoU 12.3 %, normals mean 31.3°" in line
+        "fresh synthetic test scenes (20, seed 7, profile nyu): pixel acc 43.0 %, mIoU 12.3 %, normals mean 31.3°"
+        in line
     )
     assert "other model files" not in line
 
