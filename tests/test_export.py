@@ -205,6 +205,7 @@ class _Outputs(torch.nn.Module):
         return tuple(out)
 
 
+@pytest.mark.slow  # an ONNX export and an ONNX Runtime session (4 s)
 def test_exported_outputs_run_channels_last_and_match_pytorch(tmp_path: Path) -> None:
     """In the ONNX graph the upsampling is one channels-last Resize per task (no NCHW reduction over
     classes at full resolution), and ONNX Runtime reproduces PyTorch's outputs."""

@@ -20,6 +20,7 @@ def listed() -> set[str]:
     return {path for path, _ in space_files.space_files(REPO)}
 
 
+@pytest.mark.slow  # lists the whole repository as an upload would (3 s)
 def test_the_upload_holds_the_app_and_the_shipped_exports(listed):
     expected = {"README.md", "requirements.txt", "app.py", "hitts_demo/service.py", "hitts_schema/metrics.py"}
     expected |= {
@@ -31,6 +32,7 @@ def test_the_upload_holds_the_app_and_the_shipped_exports(listed):
     assert {p for p in listed if p.startswith("exports/hitts/model.onnx.data-")}  # the weight shards
 
 
+@pytest.mark.slow  # lists the whole repository as an upload would (3 s)
 def test_the_upload_leaves_out_training_tests_and_caches(listed):
     left_out = ("trainer/", "tests/", "scripts/", "benchmarks/", "results/", "docs/", ".git/", ".ci/")
     assert not [p for p in listed if p.startswith(left_out) or "__pycache__" in p or p.endswith(".pyc")]
@@ -48,6 +50,7 @@ def app_imports() -> set[str]:
     return imported
 
 
+@pytest.mark.slow  # lists the whole repository as an upload would (3 s)
 def test_every_project_module_the_app_imports_is_uploaded(listed):
     """app.py and hitts_demo import only packages that ship (or are installed from requirements.txt)."""
     project = {"app", "hitts_demo", "hitts_schema", "trainer", "scripts", "benchmarks", "tests"}
@@ -57,6 +60,7 @@ def test_every_project_module_the_app_imports_is_uploaded(listed):
     assert all(any(p.startswith(f"{pkg}/") for p in listed) for pkg in needed)
 
 
+@pytest.mark.slow  # lists the whole repository as an upload would (3 s)
 def test_the_dry_run_passes_on_this_repository(capsys):
     assert space_files.main([]) == 0
     assert "MB in all" in capsys.readouterr().out
