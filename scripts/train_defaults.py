@@ -227,8 +227,9 @@ def start(cmd: list[str], logfile: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=open(logfile, "w"), stderr=subprocess.STDOUT, env=quiet_env())
 
 
-def train_all(plan: Plan, epochs: int) -> None:
-    """Chain A (HiTTs, discovery, stage 2) beside chain B (MTL, then the nyu-profile ablation)."""
+def train_all(plan: Plan, epochs: int, ablation: bool = True) -> None:
+    """Chain A (HiTTs, discovery, stage 2) beside chain B (MTL, then, with ``ablation``, HiTTs on the
+    nyu profile)."""
     wide, nyu = plan.work / "wide", plan.work / "nyu"
     ep = [f"train.epochs={epochs}"]
     (wide / "mtl-pipeline").mkdir(parents=True, exist_ok=True)
@@ -241,7 +242,7 @@ def train_all(plan: Plan, epochs: int) -> None:
     chain_b = [
         trainer("pipeline", "--methods", "mtl", *run_args(plan, "wide", wide, wide / "mtl-pipeline", ep)),
         trainer("pipeline", "--methods", "hitts", *run_args(plan, "nyu", nyu, nyu, hitts)),
-    ]
+    ][: 2 if ablation else 1]
     for i, cmd in enumerate(chain_b):
         p = start(cmd, plan.work / "logs" / f"chain-b{i}.txt")
         wait(p, plan)
@@ -271,7 +272,7 @@ def pack(plan: Plan) -> None:
         slim = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
         name = "-".join(ckpt.relative_to(plan.work).parts[:-1]).replace("mtl-pipeline-", "")
         torch.save(slim, plan.out / f"{name}.pt")
-    data = [plan.work / f"data-{profile}" for profile in PROFILES]
+    data = [plan.work / f"data-{profile}" for profile in PROFILES if (plan.work / f"data-{profile}").exists()]
     with tarfile.open(plan.out / "runs.tgz", "w:gz") as tar:
         for path in sorted(plan.work.rglob("*")):
             small = path.suffix in (".json", ".jsonl", ".txt") and path.stat().st_size < 2**20
@@ -326,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--toy", action="store_true", help="toy sizes on a CPU (tests this script)")
     p.add_argument("--teacher", type=Path, help="second call: a stage-1 checkpoint; stage 2 + MTL only")
     p.add_argument("--epochs", type=int, default=6, help="with --teacher: epochs of both runs")
+    p.add_argument(
+        "--no-ablation",
+        action="store_true",
+        help="the wide set only: HiTTs (both stages) and MTL, no nyu run",
+    )
     p.add_argument("--num-train", type=int, default=NUM_TRAIN)
     p.add_argument("--num-test", type=int, default=NUM_TEST)
     p.add_argument("--validation", type=int, default=VALIDATION_IMAGES)
@@ -344,17 +350,19 @@ def main(argv: list[str] | None = None) -> int:
         args.toy,
     )
     plan.out.mkdir(parents=True, exist_ok=True)
-    profiles = ("wide",) if args.teacher else tuple(PROFILES)
+    profiles = ("wide",) if args.teacher or args.no_ablation else tuple(PROFILES)
     log(f"data: {plan.num_train} + {plan.num_test} scenes at {plan.size}, profiles {list(profiles)}")
     prepare_data(plan, profiles)
     try:
         if args.teacher:
             stage2_from_teacher(plan, args.teacher, 2 if args.toy else args.epochs)
         else:
-            for profile in PROFILES:
+            for profile in profiles:
                 make_split(plan, profile, plan.work / profile)
             log(f"data and splits ready, {plan.left():.0f} s left")
-            train_all(plan, choose_epochs(plan, probe(plan, plan.work / "wide")))
+            train_all(
+                plan, choose_epochs(plan, probe(plan, plan.work / "wide")), ablation=not args.no_ablation
+            )
     finally:
         pack(plan)
     log(f"done, {plan.left():.0f} s left")
