@@ -13,8 +13,12 @@ exported models' real-frame and fresh-synthetic figures) and ``curves.png`` (val
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from collect_study import read_json, read_log  # noqa: E402
 
 RUN_LABELS = {
     "wide/hitts": "HiTTs stage 1 (wide): shipped",
@@ -36,10 +40,12 @@ CURVES = (("semseg", "miou"), ("depth", "rel_err"), ("normals", "mean_angle"))
 def read_run(folder: Path) -> dict | None:
     if not (folder / "config.json").exists():
         return None
-    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
-    metrics_path = folder / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    return {"config": json.loads((folder / "config.json").read_text()), "log": log, "metrics": metrics}
+    metrics = read_json(folder / "metrics.json") or {}
+    return {
+        "config": read_json(folder / "config.json"),
+        "log": read_log(folder / "log.jsonl"),
+        "metrics": metrics,
+    }
 
 
 def fmt(value: float | None) -> str:
@@ -101,8 +107,9 @@ def ablation_table(folder: Path) -> list[str]:
     lines.append("|" + "---|" * 6)
     for run in sorted(folder.glob("mtl-*")):
         own = run.name.removeprefix("mtl-")
-        sources = {f"{own} validation": read_json_metrics(run / "metrics.json", "val_metrics")}
-        sources[f"{own} test"] = read_json_metrics(run / "metrics.json", "test_metrics")
+        own_metrics = read_json(run / "metrics.json") or {}
+        sources = {f"{own} validation": own_metrics.get("val_metrics", {})}
+        sources[f"{own} test"] = own_metrics.get("test_metrics", {})
         for cross in sorted(run.glob("cross-*.json")):
             sources[f"{cross.stem.removeprefix('cross-')} test"] = read_json_metrics(cross, "metrics")
         sources["10 real frames"] = read_json_metrics(run / "real.json", "metrics")
@@ -113,7 +120,7 @@ def ablation_table(folder: Path) -> list[str]:
 
 
 def read_json_metrics(path: Path, key: str) -> dict:
-    return json.loads(path.read_text()).get(key, {}) if path.exists() else {}
+    return (read_json(path) or {}).get(key, {})
 
 
 def plot_curves(runs: dict[str, dict], path: Path) -> None:
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Default models: training runs", "", *run_table(runs), ""]
     if args.eval:
         pairs = [e.split("=", 1) for e in args.eval]
-        docs = [(label, json.loads(Path(path).read_text())) for label, path in pairs]
+        docs = [(label, read_json(Path(path))) for label, path in pairs]
         lines += ["## Exported models through the app's runtime", "", *eval_table(docs)]
     if args.ablation:
         lines += [

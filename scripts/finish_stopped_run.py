@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from trainer.engine import resolve_device  # noqa: E402
-from trainer.pipeline import _last_val_metrics, evaluate_model  # noqa: E402
+from trainer.engine import read_log, resolve_device  # noqa: E402
+from trainer.pipeline import evaluate_model, last_val_metrics  # noqa: E402
 from trainer.runs import METRICS_NAME, dataset_for, load_run, read_json, task_specs, write_json  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def finish(run: Path, data: str | None) -> dict:
     if read_json(run / METRICS_NAME):
         raise SystemExit(f"{run} already has {METRICS_NAME}: it finished")
     cfg, model, quantisers, state = load_run(run)
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    log = read_log(run)
     if state["epoch"] + 1 != len(log):
         raise SystemExit(f"{run}: checkpoint of epoch {state['epoch'] + 1} but {len(log)} logged epochs")
     specs = task_specs(cfg)
@@ -37,7 +37,7 @@ def finish(run: Path, data: str | None) -> dict:
         "epochs": cfg.train.epochs,
         "epochs_done": len(log),
         "stopped": "training stopped by the GPU call's deadline; weights of the last finished epoch",
-        "val_metrics": _last_val_metrics(log),
+        "val_metrics": last_val_metrics(log),
         "test_metrics": test_metrics,
         "eval_split": cfg.data.eval_split,
         "metrics": test_metrics,

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -53,10 +54,8 @@ RECIPE = (
     "train.lr_schedule=poly",
     "train.eval_every=1",
     "train.sync_every=50",
-    f"data.validation_images={VALIDATION_IMAGES}",
-    f"data.height={SIZE[0]}",
-    f"data.width={SIZE[1]}",
 )
+"""Every run's overrides; the plan adds the data size, validation scenes, workers and photometric mode."""
 HITTS_SWITCHES = ("model.gate_channel_scale=true",)
 """The study's choice (results/study-choice.json): the authors' per-channel scale before the gate."""
 PROFILES = {"wide": ("data.photometric=wide",), "nyu": ("data.photometric=basic",)}
@@ -91,17 +90,18 @@ class Plan:
     toy: bool
 
     def recipe(self, profile: str) -> list[str]:
-        sized = [
-            o for o in RECIPE if not o.startswith(("data.validation_images", "data.height", "data.width"))
-        ]
         return [
-            *sized,
+            *RECIPE,
             f"data.validation_images={self.validation}",
             f"data.height={self.size[0]}",
             f"data.width={self.size[1]}",
             f"data.num_workers={self.workers}",
             *PROFILES[profile],
         ]
+
+    def data_root(self, profile: str) -> Path:
+        """Where the synthetic set of ``profile`` is rendered."""
+        return self.work / f"data-{profile}"
 
     def left(self) -> float:
         return self.deadline - time.time()
@@ -120,7 +120,7 @@ def prepare_data(plan: Plan, profiles: tuple[str, ...] = tuple(PROFILES)) -> Non
     cores = max(1, (os.cpu_count() or 2) // len(profiles))
     procs = []
     for profile in profiles:
-        folder = plan.work / f"data-{profile}"
+        folder = plan.data_root(profile)
         cmd = trainer(
             "prepare",
             "--out",
@@ -154,7 +154,7 @@ def base_config(plan: Plan, profile: str, arch: str):
     from trainer.config import apply_overrides, preset_config
 
     cfg = preset_config("cpu", "synthetic", SETTING, arch)
-    cfg = replace(cfg, data=replace(cfg.data, root=str(plan.work / f"data-{profile}")))
+    cfg = replace(cfg, data=replace(cfg.data, root=str(plan.data_root(profile))))
     return apply_overrides(cfg, plan.recipe(profile))
 
 
@@ -171,7 +171,7 @@ def make_split(plan: Plan, profile: str, chain: Path) -> None:
 def run_args(plan: Plan, profile: str, chain: Path, out: Path, extra: list[str]) -> list[str]:
     return [
         "--data",
-        str(plan.work / f"data-{profile}"),
+        str(plan.data_root(profile)),
         "--dataset",
         "synthetic",
         "--preset",
@@ -272,7 +272,7 @@ def pack(plan: Plan) -> None:
         slim = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
         name = "-".join(ckpt.relative_to(plan.work).parts[:-1]).replace("mtl-pipeline-", "")
         torch.save(slim, plan.out / f"{name}.pt")
-    data = [plan.work / f"data-{profile}" for profile in PROFILES if (plan.work / f"data-{profile}").exists()]
+    data = [plan.data_root(profile) for profile in PROFILES if plan.data_root(profile).exists()]
     with tarfile.open(plan.out / "runs.tgz", "w:gz") as tar:
         for path in sorted(plan.work.rglob("*")):
             small = path.suffix in (".json", ".jsonl", ".txt") and path.stat().st_size < 2**20
@@ -289,7 +289,7 @@ def stage2_from_teacher(plan: Plan, teacher: Path, epochs: int) -> None:
     wide = plan.work / "wide"
     teacher_dir = plan.work / "teacher"
     teacher_dir.mkdir(parents=True, exist_ok=True)
-    (teacher_dir / "checkpoint.pt").write_bytes(teacher.read_bytes())
+    shutil.copyfile(teacher, teacher_dir / "checkpoint.pt")
     import torch
 
     quantisers = json.dumps(torch.load(teacher, map_location="cpu", weights_only=False)["quantisers"])
@@ -303,7 +303,7 @@ def stage2_from_teacher(plan: Plan, teacher: Path, epochs: int) -> None:
         trainer("train", "--arch", "mtl", *run_args(plan, "wide", wide, wide / "mtl", ep)), wide / "mtl.txt"
     )
     discovery = wide / "discovery"
-    data = str(plan.work / "data-wide")
+    data = str(plan.data_root("wide"))
     found = subprocess.run(
         trainer("discover", "--run", str(teacher_dir), "--data", data, "--out", str(discovery)),
         stdout=subprocess.DEVNULL,

@@ -313,9 +313,8 @@ def _write_onnx(wrapper: ExportWrapper, onnx_path: Path, height: int, width: int
     )
     onnx_model = _outputs_through_nodes(onnx.load(str(tmp_path)))
     onnx.checker.check_model(onnx_model, full_check=True)
-    save_onnx(
-        onnx_model, onnx_path, strict=False
-    )  # below the Space's file limit: weights in shards when large
+    # below the Space's file limit: weights in shards when large (warns if one tensor is over it)
+    save_onnx(onnx_model, onnx_path, strict=False)
     tmp_path.unlink()
     return onnx_path
 

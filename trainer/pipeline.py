@@ -170,7 +170,7 @@ def _loss_fn(cfg: RunConfig, specs: tuple[TaskSpec, ...], quantisers: dict) -> L
     return loss_fn
 
 
-def _last_val_metrics(log: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def last_val_metrics(log: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """The ``val/<task>/<metric>`` entries of the last log record, as {task: {metric: value}}."""
     metrics: dict[str, dict[str, float]] = {}
     for key, value in log[-1].items():
@@ -222,12 +222,12 @@ def train_method(
     )
     result: dict[str, Any] = {"wall_time_s": time.time() - start, "epochs": cfg.train.epochs}
     if len(held_out):  # curves on the held-out scenes; the test split evaluated once, at the end
-        result["val_metrics"] = _last_val_metrics(log)
+        result["val_metrics"] = last_val_metrics(log)
         result["test_metrics"] = evaluate_model(model, test, specs, quantisers, device)
         result["eval_split"] = cfg.data.eval_split
         result["metrics"] = result[f"{cfg.data.eval_split}_metrics"]
     else:
-        result.update(metrics=_last_val_metrics(log), eval_split="test")
+        result.update(metrics=last_val_metrics(log), eval_split="test")
     write_json(run_dir / METRICS_NAME, result)
     return result
 
