@@ -32,17 +32,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NYUV2 = REPO.parent / "shared" / "data" / "nyuv2-mini"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(REPO / "tests" / "demo"))  # fake_export, headless_chromium: shared with the tests
+
+from headless_chromium import CHROMIUM, launch  # noqa: E402
+
 FAKE_SIZE = (288, 384)
 START_TIMEOUT_S = 120
 RENDER_TIMEOUT_MS = 60_000
@@ -91,7 +84,6 @@ def frames(n: int) -> list[Path]:
 def exports_dir(requested: Path) -> tuple[Path, str]:
     if (requested / "hitts" / "manifest.json").is_file():
         return requested, f"real export in {requested}"
-    sys.path.insert(0, str(REPO / "tests" / "demo"))
     from fake_export import cached_fake_exports_root
 
     root = cached_fake_exports_root(*FAKE_SIZE)
@@ -193,7 +185,7 @@ def bench_browser(url: str, runs: int) -> dict[str, float] | None:
 
     first, every = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for i, frame in enumerate(frames(runs + 1)):
             page.goto(url)

@@ -20,6 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from collect_study import read_json, read_log  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hitts_schema import delta_mtl  # noqa: E402
+
 RUN_LABELS = {
     "wide/hitts": "HiTTs stage 1 (wide): shipped",
     "wide/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 (wide)",
@@ -35,6 +40,8 @@ METRICS = (
     ("normals", "mean_angle", "normals mErr"),
 )
 CURVES = (("semseg", "miou"), ("depth", "rel_err"), ("normals", "mean_angle"))
+REFERENCE_RUN = "wide/mtl-pipeline/mtl"
+"""The run every other run's validation gain is measured against (same data, split and schedule)."""
 
 
 def read_run(folder: Path) -> dict | None:
@@ -52,11 +59,32 @@ def fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 
+def last_val(log: list[dict]) -> dict[str, dict[str, float]]:
+    """{task: {metric: value}} of the last logged epoch's validation figures."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in (log[-1] if log else {}).items():
+        if key.startswith("val/"):
+            _, task, metric = key.split("/", 2)
+            out.setdefault(task, {})[metric] = value
+    return out
+
+
+def val_gain(run: dict, reference: dict | None) -> str:
+    """Mean relative gain (percent) over ``METRICS`` of the run's last validation epoch against the
+    reference run's: the figure a configuration is chosen on (the test split is reported, not chosen on)."""
+    if reference is None or run is reference:
+        return "ref" if run is reference else "–"
+    mine, ref = last_val(run["log"]), last_val(reference["log"])
+    pairs = [(t, m) for t, m, _ in METRICS if m in mine.get(t, {}) and ref.get(t, {}).get(m)]
+    return f"{delta_mtl(mine, ref, pairs):+.2f} %" if pairs else "–"
+
+
 def run_table(runs: dict[str, dict]) -> list[str]:
-    head = "| run | data | epochs done | images/s | " + " | ".join(
+    head = "| run | data | epochs done | images/s | val gain vs MTL | " + " | ".join(
         f"val {n} | test {n}" for _, _, n in METRICS
     )
-    lines = [head + " |", "|" + "---|" * (4 + 2 * len(METRICS))]
+    lines = [head + " |", "|" + "---|" * (5 + 2 * len(METRICS))]
+    reference = runs.get(REFERENCE_RUN)
     for key, r in runs.items():
         cfg, log, m = r["config"], r["log"], r["metrics"]
         rate = sum(rec.get("time/images_per_s", 0) for rec in log) / max(len(log), 1)
@@ -65,6 +93,7 @@ def run_table(runs: dict[str, dict]) -> list[str]:
             f"{Path(cfg['data']['root']).name}, {cfg['data']['height']}x{cfg['data']['width']}",
             f"{len(log)} / {cfg['train']['epochs']}",
             f"{rate:.0f}",
+            val_gain(r, reference),
         ]
         for task, metric, _ in METRICS:
             cells += [fmt(log[-1].get(f"val/{task}/{metric}") if log else None)]

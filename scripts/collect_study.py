@@ -296,18 +296,81 @@ def paired_lines(block: dict) -> list[str]:
     return out
 
 
-README_START, README_END = "<!-- study-final:start -->", "<!-- study-final:end -->"
+README_BLOCKS = ("study-diagnosis", "study-final")
+"""README's generated blocks, each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``."""
+DIAGNOSIS_LABELS = {
+    "mtl (3x schedule)": "MTL, 3x schedule (24 epochs)",
+    "3x schedule": "HiTTs, 3x schedule",
+    "gate_scale": "HiTTs + gate scale",
+    "hitts_no_global": "HiTTs w/o global tokens",
+    "stl": "STL",
+    "mtl": "MTL",
+    "authors_loss": "HiTTs, authors' loss form",
+    "bypass": "HiTTs, head reads F_s",
+    "small_init": "HiTTs, tokens N(0, 0.05^2)",
+    "hitts_no_intra": "HiTTs w/o intra-task",
+    "hitts": "**HiTTs** (paper default)",
+    "clip10": "HiTTs, gradient clipping 10",
+    "frozen_tokens": "HiTTs, tokens not trained",
+    "hitts_no_fine": "HiTTs w/o fine tokens",
+    "attn_keys": "HiTTs, 192 attention keys (r = 1)",
+    "lr_half": "HiTTs, lr halved",
+    "hitts_no_inter": "HiTTs w/o inter-task",
+}
+"""Diagnosis configuration -> its README label (a configuration not listed keeps its own name)."""
+README_DIAGNOSIS_SETTING = "one-label"
 
 
-def update_readme(readme: Path, tables: str) -> None:
-    """Put the final tables of ``tables`` between the README's markers (the figures README quotes)."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"error: {readme} has no {README_START} ... {README_END} block")
+def readme_diagnosis(diag: dict, chosen: str) -> str:
+    """README's diagnosis table (``README_DIAGNOSIS_SETTING``, validation) and one line per other
+    setting, from ``study-diagnosis.json``; the ``chosen`` configuration is marked."""
+    head = (
+        "| configuration | val Delta_MTL | val mIoU | val depth abs | val normals mErr | last training loss |"
+    )
+    lines = [head, "|---|---|---|---|---|---|"]
+    for r in diag[README_DIAGNOSIS_SETTING]:
+        label = DIAGNOSIS_LABELS.get(r["config"], r["config"])
+        delta = fmt(r["val"][DELTA_KEY])
+        if r["config"] == chosen:
+            label, delta = f"{label} (chosen)", f"**{delta}**"
+        # another loss form's total is on another scale: not comparable
+        other_loss = any(o.startswith("loss.") for o in r["overrides"])
+        loss = "(other loss)" if other_loss else f"{r['curves'][-1]['train/total']:.3f}"
+        v = r["val_metrics"]
+        lines.append(
+            f"| {label} | {delta} | {v['semseg']['miou']:.2f} | {v['depth']['abs_err']:.4f} | "
+            f"{v['normals']['mean_angle']:.2f} | {loss} |"
+        )
+    for setting, rows in diag.items():
+        if setting != README_DIAGNOSIS_SETTING:
+            cells = ", ".join(
+                f"{DIAGNOSIS_LABELS.get(r['config'], r['config']).replace('**', '')} {fmt(r['val'][DELTA_KEY])}"
+                for r in rows
+            )
+            lines += ["", f"{setting.capitalize()}, seed 0, validation Delta_MTL: {cells}."]
+    return "\n".join(lines)
+
+
+def readme_blocks(results: Path) -> dict[str, str]:
+    """The README blocks, from the committed ``results/`` only (no run folder needed)."""
+    tables = (results / "tables.md").read_text()
     final = tables[tables.index("## Final study") :].replace("## Final study", "##### Final study")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{final.strip()}\n{README_END}{tail}")
+    choice = read_json(results / "study-choice.json") or {}
+    diag = read_json(results / "study-diagnosis.json") or {}
+    return {"study-diagnosis": readme_diagnosis(diag, choice.get("chosen", "")), "study-final": final.strip()}
+
+
+def update_readme(readme: Path, blocks: dict[str, str]) -> None:
+    """Put each generated block between its README markers (the figures README quotes)."""
+    text = readme.read_text()
+    for name, body in blocks.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text or end not in text:
+            raise SystemExit(f"error: {readme} has no {start} ... {end} block")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{body}\n{end}{tail}"
+    readme.write_text(text)
 
 
 def curves_md(diag: dict) -> str:
@@ -410,12 +473,22 @@ def complete_choice(runs: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", type=Path, help="the GPU study's run folders (scripts/study.py)")
+    p.add_argument("runs", type=Path, nargs="?", help="the GPU study's run folders (scripts/study.py)")
     p.add_argument("--stage2-runs", type=Path, help="the CPU stage-2 run folders (scripts/study_stage2.py)")
     p.add_argument("--results", type=Path, default=REPO / "results")
     p.add_argument("--exports", type=Path, default=REPO / "exports" / "runs")
-    p.add_argument("--readme", type=Path, help="also write the final tables into this README's study block")
+    p.add_argument("--readme", type=Path, help="also write the study's tables into this README's blocks")
+    p.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="only rewrite --readme's blocks from the committed --results",
+    )
     args = p.parse_args(argv)
+    if args.readme_only or args.runs is None:
+        if not (args.readme_only and args.readme):
+            p.error("give the run folders, or --readme-only with --readme")
+        update_readme(args.readme, readme_blocks(args.results))
+        return 0
     choice = read_json(args.runs / "choice.json")
     if choice is None:
         raise SystemExit(f"error: {args.runs / 'choice.json'} missing: run scripts/study.py first")
@@ -432,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = tables_md(diag, fin, choice)
     (args.results / "tables.md").write_text(tables)
     if args.readme:
-        update_readme(args.readme, tables)
+        update_readme(args.readme, readme_blocks(args.results))
     (args.results / "curves.md").write_text(curves_md(diag))
     plot_curves(diag, args.results / "curves.png")
     dashboard_records(runs, fin, chosen, args.exports)

@@ -22,8 +22,10 @@ from trainer.engine import read_log, resolve_device  # noqa: E402
 from trainer.pipeline import evaluate_model, last_val_metrics  # noqa: E402
 from trainer.runs import METRICS_NAME, dataset_for, load_run, read_json, task_specs, write_json  # noqa: E402
 
+GPU_DEADLINE = "training stopped by the GPU call's deadline; weights of the last finished epoch"
 
-def finish(run: Path, data: str | None) -> dict:
+
+def finish(run: Path, data: str | None, reason: str = GPU_DEADLINE) -> dict:
     if read_json(run / METRICS_NAME):
         raise SystemExit(f"{run} already has {METRICS_NAME}: it finished")
     cfg, model, quantisers, state = load_run(run)
@@ -36,7 +38,7 @@ def finish(run: Path, data: str | None) -> dict:
     result = {
         "epochs": cfg.train.epochs,
         "epochs_done": len(log),
-        "stopped": "training stopped by the GPU call's deadline; weights of the last finished epoch",
+        "stopped": reason,
         "val_metrics": last_val_metrics(log),
         "test_metrics": test_metrics,
         "eval_split": cfg.data.eval_split,
@@ -51,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="data root (default: the checkpoint's)")
+    p.add_argument("--reason", default=GPU_DEADLINE, help="why it stopped (recorded in metrics.json)")
     args = p.parse_args(argv)
-    result = finish(args.run, args.data)
+    result = finish(args.run, args.data, args.reason)
     print(json.dumps({k: result[k] for k in ("epochs", "epochs_done", "test_metrics")}, indent=1))
     return 0
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+REPO = Path(__file__).parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
 
 import collect_study  # noqa: E402
 from study import CANDIDATES, Study, folder_for, main_parser  # noqa: E402
@@ -88,3 +89,27 @@ def test_collector_writes_per_seed_deltas_and_tables(tmp_path: Path) -> None:
     assert "| MTL | 2 |" in (results / "tables.md").read_text()
     record = json.loads((tmp_path / "ex" / "synthetic-one-label-seed1" / "metrics.json").read_text())
     assert set(record) >= {"stl", "mtl", "_meta"}
+
+
+def test_readme_study_blocks_are_the_committed_results() -> None:
+    """README's diagnosis and final tables are generated (``collect_study.py --readme-only``) from the
+    committed results/: a figure typed or edited by hand there fails here."""
+    readme = (REPO / "README.md").read_text()
+    for name, body in collect_study.readme_blocks(REPO / "results").items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        assert readme.split(start, 1)[1].split(end, 1)[0].strip() == body.strip(), name
+
+
+def test_readme_only_rewrites_a_stale_block(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "a\n<!-- study-diagnosis:start -->\nstale\n<!-- study-diagnosis:end -->\nb\n"
+        "<!-- study-final:start -->\n<!-- study-final:end -->\n"
+    )
+    assert (
+        collect_study.main(["--readme-only", "--readme", str(readme), "--results", str(REPO / "results")])
+        == 0
+    )
+    text = readme.read_text()
+    assert "stale" not in text and "| HiTTs + gate scale (chosen) | **+0.85** |" in text
+    assert text.startswith("a\n") and "\nb\n" in text

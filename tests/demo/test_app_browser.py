@@ -7,20 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from headless_chromium import CHROMIUM, launch
 from PIL import Image
 from test_app_client import start_app, stop_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPO = Path(__file__).resolve().parents[2]
 RENDER_TIMEOUT_MS = 30_000
 PREDICTION_IMAGES = 6  # 2 models x 3 tasks
@@ -42,7 +32,7 @@ def app_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(app_url):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = launch(p)
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.goto(app_url)
         pg.wait_for_selector("input[type=file]", state="attached", timeout=RENDER_TIMEOUT_MS)
