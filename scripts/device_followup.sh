@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Second, short device call: scripts/study_followup.py, run files back under $OUT.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+source "$(dirname "$0")/device_env.sh"
 mkdir -p runs/study && cp carry-splits/split-*.json runs/study/
 python3 scripts/study_followup.py --out runs/study --data /tmp/syn --python python3 --parallel 16 --workers 16 \
   --budget-s "${BUDGET_S:-140}" 2>&1 | grep -v " start " | tail -20

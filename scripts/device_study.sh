@@ -3,9 +3,7 @@
 # prepared GPU check of issue 13. Everything that matters is written under $OUT.
 #   STUDY_BUDGET_S (default 330), CHECK_BUDGET_S (default 150), PARALLEL (default 16)
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+source "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 start=$(date +%s)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Stage 2 of the shipped HiTTs on a CPU (no GPU lent): discovery with the shipped stage-1 checkpoint as
+# teacher, then HiTTs + L_p + L_f from scratch on the same split and recipe as the teacher and the MTL
+# (scripts/train_defaults.py's), with their 6-epoch poly schedule stopped after STOP_AFTER epochs, the
+# point the GPU call's deadline stopped them at; the test split is evaluated once by
+# scripts/finish_stopped_run.py. About 20 minutes an epoch at 288x384 on 2 cores.
+#
+#   bash scripts/stage2_defaults_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-wide]
+#   RESUME=--resume bash scripts/stage2_defaults_cpu.sh   # continue a killed run from its checkpoint
+#
+# DATA: the teacher's scenes, rendered again where they are missing (the generator is deterministic):
+#   python -m trainer prepare --out DATA --num-train 2400 --num-test 654 --seed 0 --height 288 --width 384 --profile wide
+set -euo pipefail
+RUNS=${1:-runs/defaults}
+DATA=${2:-/tmp/defaults/data-wide}
+STOP_AFTER=${STOP_AFTER:-3}
+PY=${PY:-python}
+W=$RUNS/wide
+export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
+mkdir -p "$W/hitts_pseudo"
+cp "$W/quantisers.json" "$W/hitts_pseudo/"  # pseudo labels index the teacher's bins
+[ -f "$W/discovery/manifest.json" ] || $PY -m trainer discover --run "$W/hitts" --data "$DATA" --out "$W/discovery"
+$PY -m trainer train --arch hitts --discovery "$W/discovery" --data "$DATA" --dataset synthetic \
+  --preset cpu --setting one-label --seed 0 --split "$W/split.json" --out "$W/hitts_pseudo" \
+  --set train.batch_size=16 --set train.lr=0.0005 --set train.lr_schedule=poly --set train.eval_every=1 \
+  --set train.sync_every=50 --set data.validation_images=240 --set data.height=288 --set data.width=384 \
+  --set data.num_workers=1 --set data.photometric=wide --set train.epochs=6 \
+  --set model.gate_channel_scale=true ${RESUME:-} &
+pid=$!
+# the log line of an epoch is written just before its checkpoint: stop once both are on disk
+while kill -0 $pid 2>/dev/null; do
+  if [ "$(wc -l <"$W/hitts_pseudo/log.jsonl" 2>/dev/null || echo 0)" -ge "$STOP_AFTER" ]; then
+    sleep 90 && kill $pid && echo "stopped after $STOP_AFTER epochs"
+    break
+  fi
+  sleep 20
+done
+wait $pid || true
+$PY scripts/finish_stopped_run.py "$W/hitts_pseudo" --data "$DATA" --reason \
+  "stopped after $STOP_AFTER of 6 epochs on CPU, where its stage-1 teacher and the MTL were stopped by the GPU call's deadline; weights of the last finished epoch"
