@@ -1,0 +1,61 @@
+"""The default-model record scripts: ``finish_stopped_run.py`` (test figures of a run stopped before
+its last epoch) and ``collect_defaults.py`` (the table the shipped HiTTs is chosen from)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import collect_defaults  # noqa: E402
+import finish_stopped_run  # noqa: E402
+
+
+@pytest.mark.slow
+def test_a_finished_stopped_run_has_the_test_figures_a_finished_run_has(
+    pipeline_run: tuple[Path, dict], data_root: Path, tmp_path: Path
+) -> None:
+    out, _ = pipeline_run
+    run = tmp_path / "hitts"
+    shutil.copytree(out / "hitts", run)
+    finished = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").unlink()  # as if the process had been killed after its last checkpoint
+    result = finish_stopped_run.finish(run, str(data_root), "stopped for the test")
+    assert result["stopped"] == "stopped for the test"
+    assert result["epochs_done"] == result["epochs"] == 2
+    for task, metrics in finished["metrics"].items():  # same weights, same code, same scenes
+        for name, value in metrics.items():
+            assert result["test_metrics"][task][name] == pytest.approx(value, rel=1e-5, abs=1e-6), (
+                task,
+                name,
+            )
+    assert json.loads((run / "metrics.json").read_text())["stopped"] == "stopped for the test"
+    with pytest.raises(SystemExit, match="already has"):
+        finish_stopped_run.finish(run, str(data_root))
+
+
+def _log(miou: float, pacc: float, depth_abs: float, depth_rel: float, normals: float) -> dict:
+    return {
+        "epoch": 0,
+        "val/semseg/miou": miou,
+        "val/semseg/pacc": pacc,
+        "val/depth/abs_err": depth_abs,
+        "val/depth/rel_err": depth_rel,
+        "val/normals/mean_angle": normals,
+    }
+
+
+def test_validation_gain_is_the_mean_relative_gain_over_the_mtl_run() -> None:
+    mtl = {"log": [_log(10, 10, 1, 1, 1), _log(50.0, 80.0, 0.5, 0.2, 20.0)]}
+    # +10 % mIoU, 0 pAcc, -10 % depth abs (higher is worse), +10 % rel (lower), normals equal
+    hitts = {"log": [_log(55.0, 80.0, 0.55, 0.18, 20.0)]}
+    assert collect_defaults.val_gain(hitts, mtl) == "+2.00 %"
+    assert collect_defaults.val_gain(mtl, mtl) == "ref"
+    assert collect_defaults.val_gain(hitts, None) == "–"
+    assert collect_defaults.val_gain({"log": []}, mtl) == "–"
