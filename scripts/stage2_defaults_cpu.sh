@@ -29,7 +29,7 @@ $PY -m trainer train --arch hitts --discovery "$W/discovery" --data "$DATA" --da
 pid=$!
 # the log line of an epoch is written just before its checkpoint: stop once both are on disk
 while kill -0 $pid 2>/dev/null; do
-  if [ "$(wc -l <"$W/hitts_pseudo/log.jsonl" 2>/dev/null || echo 0)" -ge "$STOP_AFTER" ]; then
+  if [ -f "$W/hitts_pseudo/log.jsonl" ] && [ "$(wc -l <"$W/hitts_pseudo/log.jsonl")" -ge "$STOP_AFTER" ]; then
     sleep 90 && kill $pid && echo "stopped after $STOP_AFTER epochs"
     break
   fi
