@@ -27,7 +27,7 @@ from hitts_schema import delta_mtl  # noqa: E402
 
 RUN_LABELS = {
     "wide/hitts": "HiTTs stage 1 (wide): shipped",
-    "wide/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 (wide)",
+    "wide/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 (wide; trained on CPU, fp32)",
     "wide/mtl-pipeline/mtl": "MTL (wide): shipped",
     "nyu/hitts": "HiTTs stage 1 (plain generator, plain jitter): ablation",
 }
