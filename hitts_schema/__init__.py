@@ -19,6 +19,7 @@ from .metrics import (
     delta_mtl,
     is_lower_better,
     metric_set_for,
+    val_metrics,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "is_lower_better",
     "method_label",
     "metric_set_for",
+    "val_metrics",
 ]

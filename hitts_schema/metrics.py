@@ -93,6 +93,20 @@ TASK_SET_OF_DATASET = {
 }
 
 
+VAL_PREFIX = "val/"
+"""Training-log keys of the per-epoch validation figures: ``val/<task>/<metric>``."""
+
+
+def val_metrics(record: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """The ``val/<task>/<metric>`` entries of one training-log record, as {task: {metric: value}}."""
+    metrics: dict[str, dict[str, float]] = {}
+    for key, value in record.items():
+        if key.startswith(VAL_PREFIX):
+            task, metric = key[len(VAL_PREFIX) :].split("/", 1)
+            metrics.setdefault(task, {})[metric] = value
+    return metrics
+
+
 def is_lower_better(metric: str) -> bool:
     """True where a lower value is better; raises on a metric nobody declared."""
     if metric not in HIGHER_IS_BETTER:

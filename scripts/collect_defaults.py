@@ -23,7 +23,7 @@ from collect_study import read_json, read_log  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hitts_schema import delta_mtl  # noqa: E402
+from hitts_schema import delta_mtl, val_metrics  # noqa: E402
 
 RUN_LABELS = {
     "wide/hitts": "HiTTs stage 1 (wide): shipped",
@@ -59,22 +59,12 @@ def fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def last_val(log: list[dict]) -> dict[str, dict[str, float]]:
-    """{task: {metric: value}} of the last logged epoch's validation figures."""
-    out: dict[str, dict[str, float]] = {}
-    for key, value in (log[-1] if log else {}).items():
-        if key.startswith("val/"):
-            _, task, metric = key.split("/", 2)
-            out.setdefault(task, {})[metric] = value
-    return out
-
-
 def val_gain(run: dict, reference: dict | None) -> str:
     """Mean relative gain (percent) over ``METRICS`` of the run's last validation epoch against the
     reference run's: the figure a configuration is chosen on (the test split is reported, not chosen on)."""
     if reference is None or run is reference:
         return "ref" if run is reference else "–"
-    mine, ref = last_val(run["log"]), last_val(reference["log"])
+    mine, ref = (val_metrics(r["log"][-1]) if r["log"] else {} for r in (run, reference))
     pairs = [(t, m) for t, m, _ in METRICS if m in mine.get(t, {}) and ref.get(t, {}).get(m)]
     return f"{delta_mtl(mine, ref, pairs):+.2f} %" if pairs else "–"
 

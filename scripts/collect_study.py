@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from study import CANDIDATES, FEW_SHOT, SCHEDULE_FACTOR, SETTINGS, recipe_only, schedule  # noqa: E402
 
-from hitts_schema import DELTA_ALL_KEY, DELTA_KEY, METHODS, delta_mtl, metric_set_for  # noqa: E402
+from hitts_schema import DELTA_ALL_KEY, DELTA_KEY, METHODS, delta_mtl, metric_set_for, val_metrics  # noqa: E402
 
 FINAL_METHODS = ("stl", "mtl", "hitts", "hitts_lf", "hitts_lp", "hitts_pseudo", "hitts_no_oe")
 HIGHLIGHT = {
@@ -101,11 +101,7 @@ def curves(run: dict, stl_val: dict | None, setting: str) -> list[dict]:
     """Per epoch: training loss, validation metrics and validation Delta_MTL (paper set)."""
     out = []
     for rec in run["log"]:
-        val: dict[str, dict[str, float]] = {}
-        for k, v in rec.items():
-            if k.startswith("val/"):
-                _, task, metric = k.split("/", 2)
-                val.setdefault(task, {})[metric] = v
+        val = val_metrics(rec)
         row = {"epoch": rec["epoch"] + 1, **{k: rec[k] for k in CURVE_KEYS if k in rec}}
         if val and stl_val:
             row["val/delta_mtl"] = delta_mtl(val, stl_val, metric_set_for("synthetic", setting))

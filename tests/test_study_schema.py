@@ -97,3 +97,17 @@ def test_method_registry() -> None:
     assert get_method("hitts_no_inter").model_switches == (("use_inter_task", False),)
     with pytest.raises(ValueError, match="valid"):
         get_method("hitts_typo")
+
+
+def test_val_metrics_nests_the_validation_entries_of_a_log_record() -> None:
+    from hitts_schema import val_metrics
+
+    record = {
+        "epoch": 2,
+        "train/total": 1.5,
+        "val/semseg/miou": 40.0,
+        "val/depth/abs_err": 0.5,
+        "val/semseg/pacc": 80.0,
+    }
+    assert val_metrics(record) == {"semseg": {"miou": 40.0, "pacc": 80.0}, "depth": {"abs_err": 0.5}}
+    assert val_metrics({"epoch": 0}) == {}

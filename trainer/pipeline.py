@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hitts_schema import DEFAULT_METHODS, DELTA_ALL_KEY, DELTA_KEY, get_method, metric_set_for
+from hitts_schema import DEFAULT_METHODS, DELTA_ALL_KEY, DELTA_KEY, get_method, metric_set_for, val_metrics
 
 from .checkpoint import CHECKPOINT_NAME
 from .config import TASK_SET, RunConfig
@@ -172,12 +172,7 @@ def _loss_fn(cfg: RunConfig, specs: tuple[TaskSpec, ...], quantisers: dict) -> L
 
 def last_val_metrics(log: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """The ``val/<task>/<metric>`` entries of the last log record, as {task: {metric: value}}."""
-    metrics: dict[str, dict[str, float]] = {}
-    for key, value in log[-1].items():
-        if key.startswith("val/"):
-            _, task, metric = key.split("/", 2)
-            metrics.setdefault(task, {})[metric] = value
-    return metrics
+    return val_metrics(log[-1])
 
 
 def train_method(
