@@ -292,8 +292,6 @@ def paired_lines(block: dict) -> list[str]:
     return out
 
 
-README_BLOCKS = ("study-diagnosis", "study-final")
-"""README's generated blocks, each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``."""
 DIAGNOSIS_LABELS = {
     "mtl (3x schedule)": "MTL, 3x schedule (24 epochs)",
     "3x schedule": "HiTTs, 3x schedule",
@@ -363,7 +361,8 @@ def schedule_gaps(rows: list[dict]) -> list[str]:
 
 
 def readme_blocks(results: Path) -> dict[str, str]:
-    """The README blocks, from the committed ``results/`` only (no run folder needed)."""
+    """README's generated blocks (each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``) by
+    name, from the committed ``results/`` only (no run folder needed)."""
     tables = (results / "tables.md").read_text()
     final = tables[tables.index("## Final study") :].replace("## Final study", "##### Final study")
     choice = read_json(results / "study-choice.json") or {}
