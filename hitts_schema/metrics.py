@@ -107,6 +107,28 @@ def val_metrics(record: Mapping[str, float]) -> dict[str, dict[str, float]]:
     return metrics
 
 
+def gain_over(
+    metrics: Mapping[str, Mapping[str, float]],
+    reference: Mapping[str, Mapping[str, float]],
+    metric_set: Iterable[tuple[str, str]],
+) -> dict:
+    """Mean relative gain (percent, higher = better; ``delta_mtl``) of ``metrics`` over ``reference``,
+    on the (task, metric) pairs of ``metric_set`` that both hold (finite value, nonzero reference).
+
+    Returns {"gain_percent": float, or None when no pair is held, "metrics": ["task/metric", ...]}.
+    """
+    pairs = [
+        (t, m)
+        for t, m in metric_set
+        if m in metrics.get(t, {})
+        and reference.get(t, {}).get(m) not in (None, 0)
+        and metrics[t][m] == metrics[t][m]  # not NaN
+    ]
+    if not pairs:
+        return {"gain_percent": None, "metrics": []}
+    return {"gain_percent": delta_mtl(metrics, reference, pairs), "metrics": [f"{t}/{m}" for t, m in pairs]}
+
+
 def is_lower_better(metric: str) -> bool:
     """True where a lower value is better; raises on a metric nobody declared."""
     if metric not in HIGHER_IS_BETTER:

@@ -23,7 +23,7 @@ from collect_study import read_json, read_log  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hitts_schema import delta_mtl, val_metrics  # noqa: E402
+from hitts_schema import gain_over, val_metrics  # noqa: E402
 
 RUN_LABELS = {
     "wide/hitts": "HiTTs stage 1 (wide): shipped",
@@ -65,8 +65,8 @@ def val_gain(run: dict, reference: dict | None) -> str:
     if reference is None or run is reference:
         return "ref" if run is reference else "–"
     mine, ref = (val_metrics(r["log"][-1]) if r["log"] else {} for r in (run, reference))
-    pairs = [(t, m) for t, m, _ in METRICS if m in mine.get(t, {}) and ref.get(t, {}).get(m)]
-    return f"{delta_mtl(mine, ref, pairs):+.2f} %" if pairs else "–"
+    gain = gain_over(mine, ref, [(t, m) for t, m, _ in METRICS])["gain_percent"]
+    return "–" if gain is None else f"{gain:+.2f} %"
 
 
 def run_table(runs: dict[str, dict]) -> list[str]:

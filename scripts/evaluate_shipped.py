@@ -45,7 +45,7 @@ from hitts_demo.gallery import resolve_nyuv2_dir
 from hitts_demo.manifest import DEFAULT_VARIANT, model_digest
 from hitts_demo.predictor import CPU, Prediction
 from hitts_demo.service import Studio
-from hitts_schema import MANIFEST_FILE, delta_mtl
+from hitts_schema import MANIFEST_FILE, gain_over
 from trainer.data.nyuv2_mini import list_frames, load_frame
 from trainer.data.synthetic import DEFAULT_HEIGHT, DEFAULT_WIDTH, generate_scene
 from trainer.metrics import make_meter
@@ -164,20 +164,6 @@ def evaluate_source(studio: Studio, models: list[str], variant: str, samples: It
     }
 
 
-def gain_over(metrics: dict, reference: dict) -> dict[str, Any]:
-    """Mean relative gain (percent, higher = better) over the ``GAIN_METRICS`` both hold (nonzero reference)."""
-    pairs = [
-        (t, m)
-        for t, m in GAIN_METRICS
-        if m in metrics.get(t, {})
-        and reference.get(t, {}).get(m) not in (None, 0)
-        and metrics[t][m] == metrics[t][m]
-    ]
-    if not pairs:
-        return {"gain_percent": None, "metrics": []}
-    return {"gain_percent": delta_mtl(metrics, reference, pairs), "metrics": [f"{t}/{m}" for t, m in pairs]}
-
-
 def gains(results: dict[str, dict], reference: str) -> dict[str, dict]:
     """{source: {model: gain over the reference}} for every model other than the reference."""
     out: dict[str, dict] = {}
@@ -186,7 +172,9 @@ def gains(results: dict[str, dict], reference: str) -> dict[str, dict]:
             continue
         ref = per_model[reference]["metrics"]
         out[source] = {
-            name: gain_over(entry["metrics"], ref) for name, entry in per_model.items() if name != reference
+            name: gain_over(entry["metrics"], ref, GAIN_METRICS)
+            for name, entry in per_model.items()
+            if name != reference
         }
     return out
 

@@ -111,3 +111,19 @@ def test_val_metrics_nests_the_validation_entries_of_a_log_record() -> None:
     }
     assert val_metrics(record) == {"semseg": {"miou": 40.0, "pacc": 80.0}, "depth": {"abs_err": 0.5}}
     assert val_metrics({"epoch": 0}) == {}
+
+
+def test_gain_over_averages_the_held_pairs_and_skips_nan_and_zero_references() -> None:
+    from hitts_schema import gain_over
+
+    pairs = [("semseg", "miou"), ("depth", "abs_err"), ("depth", "rel_err"), ("normals", "mean_angle")]
+    model = {"semseg": {"miou": 44.0}, "depth": {"abs_err": 0.45, "rel_err": float("nan")}}
+    reference = {
+        "semseg": {"miou": 40.0},
+        "depth": {"abs_err": 0.5, "rel_err": 0.2},
+        "normals": {"mean_angle": 0.0},
+    }
+    got = gain_over(model, reference, pairs)  # +10 % mIoU, +10 % depth abs (lower is better)
+    assert got["metrics"] == ["semseg/miou", "depth/abs_err"]
+    assert got["gain_percent"] == pytest.approx(10.0)
+    assert gain_over({}, reference, pairs) == {"gain_percent": None, "metrics": []}
