@@ -20,12 +20,15 @@ export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
 mkdir -p "$W/hitts_pseudo"
 cp "$W/quantisers.json" "$W/hitts_pseudo/"  # pseudo labels index the teacher's bins
 [ -f "$W/discovery/manifest.json" ] || $PY -m trainer discover --run "$W/hitts" --data "$DATA" --out "$W/discovery"
+# the teacher's overrides (train_defaults.py's recipe and HiTTs switches), one data worker for 2 cores,
+# and the 6-epoch schedule the teacher's GPU call chose
+mapfile -t RECIPE < <($PY -c 'import sys; sys.path.insert(0, "scripts"); import train_defaults as t
+print("\n".join(t.recipe("wide", t.VALIDATION_IMAGES, t.SIZE, 1) + list(t.HITTS_SWITCHES)))')
+SETS=()
+for o in "${RECIPE[@]}" train.epochs=6; do SETS+=(--set "$o"); done
 $PY -m trainer train --arch hitts --discovery "$W/discovery" --data "$DATA" --dataset synthetic \
   --preset cpu --setting one-label --seed 0 --split "$W/split.json" --out "$W/hitts_pseudo" \
-  --set train.batch_size=16 --set train.lr=0.0005 --set train.lr_schedule=poly --set train.eval_every=1 \
-  --set train.sync_every=50 --set data.validation_images=240 --set data.height=288 --set data.width=384 \
-  --set data.num_workers=1 --set data.photometric=wide --set train.epochs=6 \
-  --set model.gate_channel_scale=true ${RESUME:-} &
+  "${SETS[@]}" ${RESUME:-} &
 pid=$!
 # the log line of an epoch is written just before its checkpoint: stop once both are on disk
 while kill -0 $pid 2>/dev/null; do

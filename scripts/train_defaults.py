@@ -76,6 +76,18 @@ PACK_S = 25.0
 TOY = {"num_train": 24, "num_test": 8, "validation": 4, "size": (96, 128), "workers": 0, "probe": 2}
 
 
+def recipe(profile: str, validation: int, size: tuple[int, int], workers: int) -> list[str]:
+    """Every run's ``--set`` overrides for a ``profile`` data set (HiTTs runs add ``HITTS_SWITCHES``)."""
+    return [
+        *RECIPE,
+        f"data.validation_images={validation}",
+        f"data.height={size[0]}",
+        f"data.width={size[1]}",
+        f"data.num_workers={workers}",
+        *PROFILES[profile],
+    ]
+
+
 @dataclass(frozen=True)
 class Plan:
     work: Path
@@ -90,14 +102,7 @@ class Plan:
     toy: bool
 
     def recipe(self, profile: str) -> list[str]:
-        return [
-            *RECIPE,
-            f"data.validation_images={self.validation}",
-            f"data.height={self.size[0]}",
-            f"data.width={self.size[1]}",
-            f"data.num_workers={self.workers}",
-            *PROFILES[profile],
-        ]
+        return recipe(profile, self.validation, self.size, self.workers)
 
     def data_root(self, profile: str) -> Path:
         """Where the synthetic set of ``profile`` is rendered."""
