@@ -30,6 +30,8 @@ RUN_LABELS = {
     "wide/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 (wide; trained on CPU, fp32)",
     "wide/mtl-pipeline/mtl": "MTL (wide): shipped",
     "nyu/hitts": "HiTTs stage 1 (plain generator, plain jitter): ablation",
+    "wide-full/hitts": "HiTTs stage 1 (wide), epochs 4-6 on CPU (fp32, Adam restarted)",
+    "wide-full/mtl": "MTL (wide), epochs 4-6 on CPU (fp32, Adam restarted)",
 }
 """Run folder (relative to RUNS) -> its label; the order of the tables."""
 METRICS = (
@@ -42,6 +44,8 @@ METRICS = (
 CURVES = (("semseg", "miou"), ("depth", "rel_err"), ("normals", "mean_angle"))
 REFERENCE_RUN = "wide/mtl-pipeline/mtl"
 """The run every other run's validation gain is measured against (same data, split and schedule)."""
+REFERENCE_OF = {"wide-full/hitts": "wide-full/mtl", "wide-full/mtl": "wide-full/mtl"}
+"""Runs trained on to the end of the schedule are measured against the MTL trained as far."""
 
 
 def read_run(folder: Path) -> dict | None:
@@ -70,19 +74,20 @@ def val_gain(run: dict, reference: dict | None) -> str:
 
 
 def run_table(runs: dict[str, dict]) -> list[str]:
-    head = "| run | data | epochs done | images/s | val gain vs MTL | " + " | ".join(
-        f"val {n} | test {n}" for _, _, n in METRICS
+    head = (
+        "| run | data | epochs done | images/s (last epoch) | val gain vs MTL (same epochs) | "
+        + " | ".join(f"val {n} | test {n}" for _, _, n in METRICS)
     )
     lines = [head + " |", "|" + "---|" * (5 + 2 * len(METRICS))]
-    reference = runs.get(REFERENCE_RUN)
     for key, r in runs.items():
         cfg, log, m = r["config"], r["log"], r["metrics"]
-        rate = sum(rec.get("time/images_per_s", 0) for rec in log) / max(len(log), 1)
+        rate = log[-1].get("time/images_per_s", 0) if log else 0
+        reference = runs.get(REFERENCE_OF.get(key, REFERENCE_RUN))
         cells = [
             RUN_LABELS[key],
             f"{Path(cfg['data']['root']).name}, {cfg['data']['height']}x{cfg['data']['width']}",
             f"{len(log)} / {cfg['train']['epochs']}",
-            f"{rate:.0f}",
+            f"{rate:.1f}" if rate < 10 else f"{rate:.0f}",
             val_gain(r, reference),
         ]
         for task, metric, _ in METRICS:

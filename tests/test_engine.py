@@ -159,3 +159,21 @@ def test_kill_9_mid_epoch_then_resume_reproduces_losses(tmp_path: Path) -> None:
         assert a["train/mse"] == pytest.approx(b["train/mse"], rel=1e-6, abs=0)
     assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
     json.dumps(got)
+
+
+def test_resume_from_weights_only_checkpoint_restarts_adam_on_schedule(tmp_path: Path) -> None:
+    """A checkpoint slimmed to its weights (as carried back from a lent GPU) resumes at the next
+    epoch with the schedule's learning rate, says that Adam restarts, and trains on from the weights."""
+    reference = fit(toy_model(), NoisyToyData(), toy_loss, CFG, tmp_path / "ref", META)
+    run = tmp_path / "slim"
+    fit(toy_model(), NoisyToyData(), toy_loss, replace(CFG, epochs=2), run, META)
+    state = load_checkpoint(run / CHECKPOINT_NAME)
+    save_checkpoint(
+        run / CHECKPOINT_NAME, {k: state[k] for k in ("model", "epoch", "config", "tasks", "stage")}
+    )
+    with pytest.warns(UserWarning, match="weights only .* resuming at epoch 2 with Adam's moments restarted"):
+        got = fit(toy_model(), NoisyToyData(), toy_loss, CFG, run, META, resume=True)
+    assert [r["epoch"] for r in got] == [0, 1, 2, 3]
+    assert [r["lr"] for r in got] == pytest.approx([r["lr"] for r in reference])
+    assert got[2]["train/mse"] < reference[0]["train/mse"]  # continued from the weights, not from scratch
+    assert load_checkpoint(run / CHECKPOINT_NAME)["optimizer"]  # a full checkpoint from then on

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -159,6 +160,23 @@ class Training:
     ckpt_path: Path
 
 
+def restart_optimizer(sched: torch.optim.lr_scheduler.LRScheduler, start_epoch: int, ckpt_path: Path) -> None:
+    """Resume from a weights-only checkpoint (one slimmed to carry back from a lent GPU machine keeps
+    ``model`` and ``epoch`` only): the schedule is moved to ``start_epoch``; Adam's moment estimates
+    restart from zero (its bias correction makes the first steps well scaled) and the global RNGs keep
+    their seeded state (the epoch's shuffle and augmentation are functions of (seed, epoch) anyway).
+    The run is no longer the uninterrupted run step for step, so this is said, not hidden."""
+    warnings.warn(
+        f"{ckpt_path} holds the weights only (no optimizer, scheduler or RNG state): resuming at epoch "
+        f"{start_epoch} with Adam's moments restarted",
+        stacklevel=3,
+    )
+    with warnings.catch_warnings():  # stepping a scheduler before any optimiser step is intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start_epoch):
+            sched.step()
+
+
 def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Training:
     """Device, channels_last, fused Adam (CUDA), scheduler; every state restored from the checkpoint
     with ``resume``; the log truncated to the epochs that checkpoint covers."""
@@ -177,10 +195,13 @@ def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Tr
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         start_epoch = state["epoch"] + 1
+        if "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+        else:
+            restart_optimizer(sched, start_epoch, ckpt_path)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         _truncate_log(run_dir, start_epoch)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The shipped stage-1 HiTTs and MTL, trained on to the end of their 6-epoch schedule on a CPU (no GPU
+# lent): each is a copy of its run folder resumed from the checkpoint the GPU call's deadline left
+# (epoch 3 of 6), with the same split, recipe and schedule (scripts/train_defaults.py's; config.json
+# equals the GPU run's but for num_workers and cache_in_memory). The two runs train side by side, one
+# thread each, so they stay at the same epoch if a session stops them; run it again to continue
+# (--resume). Images are read from disk each step: one run's in-memory cache of the 2400 scenes takes
+# 13 GB, two do not fit in 24 GB, and decoding costs ~1 % of a CPU step.
+# The originals (the shipped models' runs) are not touched.
+#
+#   bash scripts/finish_schedule_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-wide]
+set -euo pipefail
+RUNS=${1:-runs/defaults}
+DATA=${2:-/tmp/defaults/data-wide}
+PY=${PY:-python}
+W=$RUNS/wide
+OUT=$RUNS/wide-full
+export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=60 OMP_NUM_THREADS=${THREADS:-1}
+mapfile -t RECIPE < <($PY -c 'import sys; sys.path.insert(0, "scripts"); import train_defaults as t
+print("\n".join(t.recipe("wide", t.VALIDATION_IMAGES, t.SIZE, 1)))')
+mapfile -t SWITCHES < <($PY -c 'import sys; sys.path.insert(0, "scripts"); import train_defaults as t
+print("\n".join(t.HITTS_SWITCHES))')
+declare -A SRC=([hitts]="$W/hitts" [mtl]="$W/mtl-pipeline/mtl")
+pids=()
+for arch in hitts mtl; do
+  run=$OUT/$arch
+  if [ ! -f "$run/checkpoint.pt" ]; then
+    mkdir -p "$run"
+    cp "${SRC[$arch]}"/{checkpoint.pt,config.json,log.jsonl} "$run/"
+    chmod u+w "$run/checkpoint.pt"
+  fi
+  cp "$W/quantisers.json" "$run/"
+  SETS=()
+  overrides=("${RECIPE[@]}" train.epochs=6 data.cache_in_memory=false)
+  [ "$arch" = hitts ] && overrides+=("${SWITCHES[@]}")
+  for o in "${overrides[@]}"; do SETS+=(--set "$o"); done
+  $PY -m trainer train --arch "$arch" --data "$DATA" --dataset synthetic --preset cpu \
+    --setting one-label --seed 0 --split "$W/split.json" --out "$run" "${SETS[@]}" --resume \
+    >"$OUT/$arch.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for p in "${pids[@]}"; do wait "$p" || status=1; done
+exit $status
