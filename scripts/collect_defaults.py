@@ -13,6 +13,7 @@ exported models' real-frame and fresh-synthetic figures) and ``curves.png`` (val
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -44,6 +45,11 @@ METRICS = (
 CURVES = (("semseg", "miou"), ("depth", "rel_err"), ("normals", "mean_angle"))
 REFERENCE_RUN = "wide/mtl-pipeline/mtl"
 """The run every other run's validation gain is measured against (same data, split and schedule)."""
+CONTINUED_MTL = "wide-full/mtl"
+CONTINUED = ("wide-full/hitts", CONTINUED_MTL)
+"""The shipped pair trained on to the end of its schedule."""
+HITTS_CANDIDATES = ("wide/hitts", "wide/hitts_pseudo", "wide-full/hitts")
+"""The HiTTs runs the dashboard's HiTTs is chosen from (``choose_shipped``)."""
 REFERENCE_OF = {"wide-full/hitts": "wide-full/mtl", "wide-full/mtl": "wide-full/mtl"}
 """Runs trained on to the end of the schedule are measured against the MTL trained as far."""
 
@@ -63,14 +69,52 @@ def fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def val_gain(run: dict, reference: dict | None) -> str:
+def val_gain_percent(run: dict, reference: dict) -> float | None:
     """Mean relative gain (percent) over ``METRICS`` of the run's last validation epoch against the
     reference run's: the figure a configuration is chosen on (the test split is reported, not chosen on)."""
+    mine, ref = (val_metrics(r["log"][-1]) if r["log"] else {} for r in (run, reference))
+    return gain_over(mine, ref, [(t, m) for t, m, _ in METRICS])["gain_percent"]
+
+
+def val_gain(run: dict, reference: dict | None) -> str:
+    """:func:`val_gain_percent` as a table cell ("ref" for the reference itself, "–" when unknown)."""
     if reference is None or run is reference:
         return "ref" if run is reference else "–"
-    mine, ref = (val_metrics(r["log"][-1]) if r["log"] else {} for r in (run, reference))
-    gain = gain_over(mine, ref, [(t, m) for t, m, _ in METRICS])["gain_percent"]
+    gain = val_gain_percent(run, reference)
     return "–" if gain is None else f"{gain:+.2f} %"
+
+
+def finished(run: dict | None) -> bool:
+    """A run that trained every scheduled epoch and evaluated its test split at the end."""
+    return bool(
+        run
+        and len(run["log"]) == run["config"]["train"]["epochs"]
+        and run["metrics"].get("test_metrics")
+        and not run["metrics"].get("stopped")
+    )
+
+
+def choose_shipped(runs: dict[str, dict]) -> dict:
+    """The rule committed (README, "Training on to the end of the schedule") before the 6-epoch runs'
+    first CPU epoch ended. Once both have finished: (1) the shipped MTL is the 6-epoch MTL if its
+    validation gain over the 3-epoch MTL is above 0, else the 3-epoch one; (2) the shipped HiTTs is the
+    HiTTs run of ``HITTS_CANDIDATES`` with the highest validation gain over that MTL."""
+    if not all(finished(runs.get(k)) for k in CONTINUED):
+        return {
+            "decided": False,
+            "why": f"waiting for {', '.join(k for k in CONTINUED if not finished(runs.get(k)))}",
+        }
+    mtl_gain = val_gain_percent(runs[CONTINUED_MTL], runs[REFERENCE_RUN])
+    mtl = CONTINUED_MTL if mtl_gain is not None and mtl_gain > 0 else REFERENCE_RUN
+    gains = {k: val_gain_percent(runs[k], runs[mtl]) for k in HITTS_CANDIDATES if k in runs}
+    hitts = max((k for k, g in gains.items() if g is not None), key=lambda k: gains[k])
+    return {
+        "decided": True,
+        "mtl": mtl,
+        "mtl_val_gain_over_3_epochs": mtl_gain,
+        "hitts": hitts,
+        "hitts_val_gain_over_shipped_mtl": gains,
+    }
 
 
 def run_table(runs: dict[str, dict]) -> list[str]:
@@ -173,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=Path("results/defaults"))
     p.add_argument("--ablation", type=Path, help="results/defaults/ablation-cpu")
+    p.add_argument("--choice", type=Path, help="write choose_shipped's decision to this JSON")
     args = p.parse_args(argv)
     runs = {k: r for k in RUN_LABELS if (r := read_run(args.runs / k))}
     if not runs:
@@ -192,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
     (args.out / "defaults.md").write_text("\n".join(lines) + "\n")
     plot_curves(runs, args.out / "curves.png")
+    if args.choice:
+        args.choice.write_text(json.dumps(choose_shipped(runs), indent=2) + "\n")
+        print(f"wrote {args.choice}")
     print(f"wrote {args.out / 'defaults.md'} and {args.out / 'curves.png'}")
     return 0
 

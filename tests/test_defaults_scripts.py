@@ -59,3 +59,31 @@ def test_validation_gain_is_the_mean_relative_gain_over_the_mtl_run() -> None:
     assert collect_defaults.val_gain(mtl, mtl) == "ref"
     assert collect_defaults.val_gain(hitts, None) == "–"
     assert collect_defaults.val_gain({"log": []}, mtl) == "–"
+
+
+def _run(epochs_done: int, miou: float, stopped: str = "") -> dict:
+    logs = [_log(miou, 80.0, 0.5, 0.2, 20.0)] * epochs_done
+    metrics = {"test_metrics": {"semseg": {"miou": miou}}, **({"stopped": stopped} if stopped else {})}
+    return {"config": {"train": {"epochs": 6}}, "log": logs, "metrics": metrics}
+
+
+def test_the_shipping_rule_waits_for_both_runs_then_picks_by_validation_gain() -> None:
+    """Only the mIoU differs between these runs, so each gain is a fifth of the relative mIoU gain."""
+    runs = {
+        "wide/hitts": _run(3, 50.0, stopped="deadline"),
+        "wide/hitts_pseudo": _run(3, 55.0, stopped="cpu"),
+        "wide/mtl-pipeline/mtl": _run(3, 60.0, stopped="deadline"),
+        "wide-full/hitts": _run(5, 62.0),  # one epoch to go
+        "wide-full/mtl": _run(6, 66.0),
+    }
+    assert collect_defaults.choose_shipped(runs) == {"decided": False, "why": "waiting for wide-full/hitts"}
+    runs["wide-full/hitts"] = _run(6, 62.0)
+    choice = collect_defaults.choose_shipped(runs)
+    assert choice["decided"] and choice["mtl"] == "wide-full/mtl"
+    assert choice["mtl_val_gain_over_3_epochs"] == pytest.approx(2.0)  # (66 - 60) / 60 / 5
+    assert choice["hitts"] == "wide-full/hitts"
+    assert choice["hitts_val_gain_over_shipped_mtl"]["wide/hitts"] == pytest.approx(-16 / 66 / 5 * 100)
+    runs["wide-full/mtl"] = _run(6, 59.0)  # the longer MTL is worse on validation: the 3-epoch one stays
+    runs["wide-full/hitts"] = _run(6, 54.0)
+    choice = collect_defaults.choose_shipped(runs)
+    assert choice["mtl"] == "wide/mtl-pipeline/mtl" and choice["hitts"] == "wide/hitts_pseudo"

@@ -300,3 +300,7 @@ def test_trained_on_counts_the_epochs_a_stopped_run_trained(tmp_path: Path) -> N
     (run / "metrics.json").write_text(json.dumps({"epochs": 6, "epochs_done": 3, "stopped": "deadline"}))
     got = _trained_on(cfg, str(root), task_specs(cfg), run)
     assert (got["epochs"], got["epochs_scheduled"], got["stopped"], got["num_train"]) == (3, 6, "deadline", 4)
+    assert "history" not in got
+    (run / "metrics.json").write_text(json.dumps({"epochs": 6, "epochs_done": 6, "history": "4-6 on CPU"}))
+    got = _trained_on(cfg, str(root), task_specs(cfg), run)  # finished in two goes: said, not "stopped"
+    assert (got["epochs"], got["history"], "stopped" in got) == (6, "4-6 on CPU", False)

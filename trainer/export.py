@@ -474,6 +474,8 @@ def _trained_on(cfg: Any, data_root: str, specs: tuple[TaskSpec, ...], run_dir: 
         trained_on.update(
             epochs=done["epochs_done"], epochs_scheduled=cfg.train.epochs, stopped=done.get("stopped", "")
         )
+    if done.get("history"):  # how a run was trained when not in one go (e.g. resumed on another machine)
+        trained_on["history"] = done["history"]
     generator = synthetic_settings(data_root) if cfg.data.dataset == "synthetic" else {}
     if generator:
         trained_on["synthetic"] = generator
