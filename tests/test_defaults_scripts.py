@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).parents[1]
@@ -87,3 +88,17 @@ def test_the_shipping_rule_waits_for_both_runs_then_picks_by_validation_gain() -
     runs["wide-full/hitts"] = _run(6, 54.0)
     choice = collect_defaults.choose_shipped(runs)
     assert choice["mtl"] == "wide/mtl-pipeline/mtl" and choice["hitts"] == "wide/hitts_pseudo"
+
+
+def test_median_scaling_removes_a_pure_scale_error_and_the_class_table_reads_the_confusion() -> None:
+    import diagnose_real_frames as diag
+
+    target = np.array([[1.0, 2.0], [4.0, 0.0]])  # 0 = missing: ignored
+    ratio, rel, scaled = diag.median_scaled_rel(target * 1.5, target)
+    assert (ratio, rel, scaled) == pytest.approx((1.5, 0.5, 0.0))
+    confusion = np.array([[3, 1], [6, 0]])  # truth rows: class a 4 pixels, class b 6 (all called a)
+    rows = diag.class_table(confusion, ["a", "b"])
+    assert [r["labelled_percent"] for r in rows] == pytest.approx([40.0, 60.0])
+    assert [r["predicted_percent"] for r in rows] == pytest.approx([90.0, 10.0])
+    assert [r["recall_percent"] for r in rows] == pytest.approx([75.0, 0.0])
+    assert diag.class_table(np.zeros((1, 1), np.int64), ["c"])[0]["recall_percent"] is None
