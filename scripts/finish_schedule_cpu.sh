@@ -24,6 +24,7 @@ declare -A SRC=([hitts]="$W/hitts" [mtl]="$W/mtl-pipeline/mtl")
 pids=()
 for arch in hitts mtl; do
   run=$OUT/$arch
+  [ -f "$run/metrics.json" ] && continue  # finished (its test split evaluated once)
   if [ ! -f "$run/checkpoint.pt" ]; then
     mkdir -p "$run"
     cp "${SRC[$arch]}"/{checkpoint.pt,config.json,log.jsonl} "$run/"
