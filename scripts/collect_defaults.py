@@ -33,6 +33,7 @@ RUN_LABELS = {
     "nyu/hitts": "HiTTs stage 1 (plain generator, plain jitter): ablation",
     "wide-full/hitts": "HiTTs stage 1 (wide), epochs 4-6 on CPU (fp32, Adam restarted)",
     "wide-full/mtl": "MTL (wide), epochs 4-6 on CPU (fp32, Adam restarted)",
+    "wide-full/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 from the 6-epoch teacher (CPU, fp32)",
 }
 """Run folder (relative to RUNS) -> its label; the order of the tables."""
 METRICS = (
@@ -50,7 +51,9 @@ CONTINUED = ("wide-full/hitts", CONTINUED_MTL)
 """The shipped pair trained on to the end of its schedule."""
 HITTS_CANDIDATES = ("wide/hitts", "wide/hitts_pseudo", "wide-full/hitts")
 """The HiTTs runs the dashboard's HiTTs is chosen from (``choose_shipped``)."""
-REFERENCE_OF = {"wide-full/hitts": "wide-full/mtl", "wide-full/mtl": "wide-full/mtl"}
+LATER_CANDIDATES = ("wide-full/hitts_pseudo",)
+"""Candidates that join once they have finished (added to the rule before they started)."""
+REFERENCE_OF = {k: CONTINUED_MTL for k in (*CONTINUED, *LATER_CANDIDATES)}
 """Runs trained on to the end of the schedule are measured against the MTL trained as far."""
 
 
@@ -98,7 +101,8 @@ def choose_shipped(runs: dict[str, dict]) -> dict:
     """The rule committed (README, "Training on to the end of the schedule") before the 6-epoch runs'
     first CPU epoch ended. Once both have finished: (1) the shipped MTL is the 6-epoch MTL if its
     validation gain over the 3-epoch MTL is above 0, else the 3-epoch one; (2) the shipped HiTTs is the
-    HiTTs run of ``HITTS_CANDIDATES`` with the highest validation gain over that MTL."""
+    HiTTs run of ``HITTS_CANDIDATES`` (and of ``LATER_CANDIDATES`` that have finished) with the highest
+    validation gain over that MTL."""
     if not all(finished(runs.get(k)) for k in CONTINUED):
         return {
             "decided": False,
@@ -106,7 +110,10 @@ def choose_shipped(runs: dict[str, dict]) -> dict:
         }
     mtl_gain = val_gain_percent(runs[CONTINUED_MTL], runs[REFERENCE_RUN])
     mtl = CONTINUED_MTL if mtl_gain is not None and mtl_gain > 0 else REFERENCE_RUN
-    gains = {k: val_gain_percent(runs[k], runs[mtl]) for k in HITTS_CANDIDATES if k in runs}
+    candidates = [k for k in HITTS_CANDIDATES if k in runs] + [
+        k for k in LATER_CANDIDATES if finished(runs.get(k))
+    ]
+    gains = {k: val_gain_percent(runs[k], runs[mtl]) for k in candidates}
     hitts = max((k for k, g in gains.items() if g is not None), key=lambda k: gains[k])
     return {
         "decided": True,

@@ -7,6 +7,8 @@
 #
 #   bash scripts/stage2_defaults_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-wide]
 #   RESUME=--resume bash scripts/stage2_defaults_cpu.sh   # continue a killed run from its checkpoint
+#   FROM=wide-full STOP_AFTER=6 bash scripts/stage2_defaults_cpu.sh   # from the teacher trained to
+#       the end of its schedule (scripts/finish_schedule_cpu.sh), the whole schedule (about 3 hours)
 #
 # DATA: the teacher's scenes, rendered again where they are missing (the generator is deterministic):
 #   python -m trainer prepare --out DATA --num-train 2400 --num-test 654 --seed 0 --height 288 --width 384 --profile wide
@@ -15,29 +17,34 @@ RUNS=${1:-runs/defaults}
 DATA=${2:-/tmp/defaults/data-wide}
 STOP_AFTER=${STOP_AFTER:-3}
 PY=${PY:-python}
-W=$RUNS/wide
+W=$RUNS/wide  # the split, quantisers and recipe of the shipped runs
+F=$RUNS/${FROM:-wide}  # the teacher's folder: FROM/hitts -> FROM/discovery -> FROM/hitts_pseudo
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
-mkdir -p "$W/hitts_pseudo"
-cp "$W/quantisers.json" "$W/hitts_pseudo/"  # pseudo labels index the teacher's bins
-[ -f "$W/discovery/manifest.json" ] || $PY -m trainer discover --run "$W/hitts" --data "$DATA" --out "$W/discovery"
+mkdir -p "$F/hitts_pseudo"
+cp "$W/quantisers.json" "$F/hitts_pseudo/"  # pseudo labels index the teacher's bins
+[ -f "$F/discovery/manifest.json" ] || $PY -m trainer discover --run "$F/hitts" --data "$DATA" --out "$F/discovery"
 # the teacher's overrides (train_defaults.py's recipe and HiTTs switches), one data worker for 2 cores,
 # and the 6-epoch schedule the teacher's GPU call chose
 mapfile -t RECIPE < <($PY -c 'import sys; sys.path.insert(0, "scripts"); import train_defaults as t
 print("\n".join(t.recipe("wide", t.VALIDATION_IMAGES, t.SIZE, 1) + list(t.HITTS_SWITCHES)))')
 SETS=()
 for o in "${RECIPE[@]}" train.epochs=6; do SETS+=(--set "$o"); done
-$PY -m trainer train --arch hitts --discovery "$W/discovery" --data "$DATA" --dataset synthetic \
-  --preset cpu --setting one-label --seed 0 --split "$W/split.json" --out "$W/hitts_pseudo" \
+$PY -m trainer train --arch hitts --discovery "$F/discovery" --data "$DATA" --dataset synthetic \
+  --preset cpu --setting one-label --seed 0 --split "$W/split.json" --out "$F/hitts_pseudo" \
   "${SETS[@]}" ${RESUME:-} &
 pid=$!
+if [ "$STOP_AFTER" -ge 6 ]; then  # the whole schedule: the run evaluates its test split itself
+  wait $pid
+  exit
+fi
 # the log line of an epoch is written just before its checkpoint: stop once both are on disk
 while kill -0 $pid 2>/dev/null; do
-  if [ -f "$W/hitts_pseudo/log.jsonl" ] && [ "$(wc -l <"$W/hitts_pseudo/log.jsonl")" -ge "$STOP_AFTER" ]; then
+  if [ -f "$F/hitts_pseudo/log.jsonl" ] && [ "$(wc -l <"$F/hitts_pseudo/log.jsonl")" -ge "$STOP_AFTER" ]; then
     sleep 90 && kill $pid && echo "stopped after $STOP_AFTER epochs"
     break
   fi
   sleep 20
 done
 wait $pid || true
-$PY scripts/finish_stopped_run.py "$W/hitts_pseudo" --data "$DATA" --reason \
+$PY scripts/finish_stopped_run.py "$F/hitts_pseudo" --data "$DATA" --reason \
   "stopped after $STOP_AFTER of 6 epochs on CPU, where its stage-1 teacher and the MTL were stopped by the GPU call's deadline; weights of the last finished epoch"

@@ -88,6 +88,10 @@ def test_the_shipping_rule_waits_for_both_runs_then_picks_by_validation_gain() -
     runs["wide-full/hitts"] = _run(6, 54.0)
     choice = collect_defaults.choose_shipped(runs)
     assert choice["mtl"] == "wide/mtl-pipeline/mtl" and choice["hitts"] == "wide/hitts_pseudo"
+    runs["wide-full/hitts_pseudo"] = _run(5, 70.0)  # a later candidate counts once finished
+    assert collect_defaults.choose_shipped(runs)["hitts"] == "wide/hitts_pseudo"
+    runs["wide-full/hitts_pseudo"] = _run(6, 70.0)
+    assert collect_defaults.choose_shipped(runs)["hitts"] == "wide-full/hitts_pseudo"
 
 
 def test_median_scaling_removes_a_pure_scale_error_and_the_class_table_reads_the_confusion() -> None:
