@@ -15,7 +15,7 @@ read -r decided hitts mtl < <($PY -c 'import json, sys; c = json.load(open(sys.a
 print(c["decided"], c.get("hitts", "-"), c.get("mtl", "-"))' "$CHOICE")
 [ "$decided" = True ] || { cat "$CHOICE"; exit 1; }
 echo "rule: HiTTs = $hitts, MTL = $mtl"
-shipped_hitts=wide/hitts shipped_mtl=wide/mtl-pipeline/mtl
+shipped_hitts=wide-full/hitts shipped_mtl=wide-full/mtl  # what exports/ holds (2026-11-30); update on a change
 changed=0
 if [ "$hitts" != "$shipped_hitts" ]; then
   $PY -m trainer export --run "$RUNS/$hitts" --out exports/hitts --name hitts --fp16; changed=1
