@@ -35,6 +35,8 @@ from evaluate_shipped import REAL, pred_at, real_samples  # noqa: E402
 from hitts_demo.gallery import resolve_nyuv2_dir  # noqa: E402
 from hitts_demo.predictor import CPU  # noqa: E402
 from hitts_demo.service import Studio  # noqa: E402
+from trainer.metrics import make_meter  # noqa: E402
+from trainer.tasks import tasks_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "results" / "defaults" / "real-frames-diagnosis.json"
@@ -72,14 +74,13 @@ def class_table(confusion: np.ndarray, names: list[str]) -> list[dict[str, Any]]
 def diagnose(studio: Studio, model: str, root: Path) -> dict[str, Any]:
     """Depth scale and per-class figures of ``model`` over every nyuv2-mini frame."""
     names = list(studio.manifests[model].task("semseg").class_names)
-    confusion = np.zeros((len(names), len(names)), np.int64)
+    seg = make_meter(next(s for s in tasks_for("nyud") if s.name == "semseg"))  # its (gt, pred) confusion
     frames = []
     for frame_id, source, gt in real_samples(root):
         prediction = studio.predictor(model, "fp32").predict(studio.load(source).rgb)
         h, w = gt["semseg"].shape
         labels, depth = pred_at(prediction, "semseg", (w, h)), pred_at(prediction, "depth", (w, h))
-        known = gt["semseg"] >= 0
-        np.add.at(confusion, (gt["semseg"][known], labels[known]), 1)
+        seg.add(np.array(labels), gt["semseg"])  # ignore (-1) pixels skipped by the meter
         ratio, rel, scaled = median_scaled_rel(depth, gt["depth"])
         frames.append(
             {"frame": frame_id, "median_ratio": ratio, "rel_err": rel, "rel_err_median_scaled": scaled}
@@ -90,7 +91,7 @@ def diagnose(studio: Studio, model: str, root: Path) -> dict[str, Any]:
             "mean_rel_err": float(np.mean([f["rel_err"] for f in frames])),
             "mean_rel_err_median_scaled": float(np.mean([f["rel_err_median_scaled"] for f in frames])),
         },
-        "semseg": class_table(confusion, names),
+        "semseg": class_table(seg.confusion.numpy(), names),
     }
 
 
