@@ -16,10 +16,7 @@ PY=${PY:-python}
 W=$RUNS/wide
 OUT=$RUNS/wide-full
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=60 OMP_NUM_THREADS=${THREADS:-1}
-mapfile -t RECIPE < <($PY -c 'import sys; sys.path.insert(0, "scripts"); import train_defaults as t
-print("\n".join(t.recipe("wide", t.VALIDATION_IMAGES, t.SIZE, 1)))')
-mapfile -t SWITCHES < <($PY -c 'import sys; sys.path.insert(0, "scripts"); import train_defaults as t
-print("\n".join(t.HITTS_SWITCHES))')
+source "$(dirname "$0")/cpu_recipe.sh"
 declare -A SRC=([hitts]="$W/hitts" [mtl]="$W/mtl-pipeline/mtl")
 pids=()
 for arch in hitts mtl; do
@@ -31,10 +28,7 @@ for arch in hitts mtl; do
     chmod u+w "$run/checkpoint.pt"
   fi
   cp "$W/quantisers.json" "$run/"
-  SETS=()
-  overrides=("${RECIPE[@]}" train.epochs=6 data.cache_in_memory=false)
-  [ "$arch" = hitts ] && overrides+=("${SWITCHES[@]}")
-  for o in "${overrides[@]}"; do SETS+=(--set "$o"); done
+  recipe_sets "$arch" train.epochs=6 data.cache_in_memory=false
   $PY -m trainer train --arch "$arch" --data "$DATA" --dataset synthetic --preset cpu \
     --setting one-label --seed 0 --split "$W/split.json" --out "$run" "${SETS[@]}" --resume \
     >"$OUT/$arch.log" 2>&1 &

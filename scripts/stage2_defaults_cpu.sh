@@ -23,12 +23,9 @@ export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
 mkdir -p "$F/hitts_pseudo"
 cp "$W/quantisers.json" "$F/hitts_pseudo/"  # pseudo labels index the teacher's bins
 [ -f "$F/discovery/manifest.json" ] || $PY -m trainer discover --run "$F/hitts" --data "$DATA" --out "$F/discovery"
-# the teacher's overrides (train_defaults.py's recipe and HiTTs switches), one data worker for 2 cores,
-# and the 6-epoch schedule the teacher's GPU call chose
-mapfile -t RECIPE < <($PY -c 'import sys; sys.path.insert(0, "scripts"); import train_defaults as t
-print("\n".join(t.recipe("wide", t.VALIDATION_IMAGES, t.SIZE, 1) + list(t.HITTS_SWITCHES)))')
-SETS=()
-for o in "${RECIPE[@]}" train.epochs=6; do SETS+=(--set "$o"); done
+# the teacher's overrides and the 6-epoch schedule the teacher's GPU call chose
+source "$(dirname "$0")/cpu_recipe.sh"
+recipe_sets hitts train.epochs=6
 $PY -m trainer train --arch hitts --discovery "$F/discovery" --data "$DATA" --dataset synthetic \
   --preset cpu --setting one-label --seed 0 --split "$W/split.json" --out "$F/hitts_pseudo" \
   "${SETS[@]}" ${RESUME:-} &
