@@ -10,7 +10,7 @@ PY=${PY:-python}
 CHOICE=results/defaults/choice-6-epochs.json
 mkdir -p results/runs/defaults
 (cd "$RUNS" && find wide-full -name '*.json' -o -name '*.jsonl' | tar cf - -T -) | tar xf - -C results/runs/defaults
-$PY scripts/collect_defaults.py results/runs/defaults --out /tmp/collect-defaults --choice "$CHOICE"
+PY=$PY bash scripts/collect_defaults.sh --choice "$CHOICE"
 read -r decided hitts mtl < <($PY -c 'import json, sys; c = json.load(open(sys.argv[1]))
 print(c["decided"], c.get("hitts", "-"), c.get("mtl", "-"))' "$CHOICE")
 [ "$decided" = True ] || { cat "$CHOICE"; exit 1; }
@@ -27,5 +27,5 @@ if [ $changed = 1 ]; then
   $PY scripts/evaluate_shipped.py --seed 2024 --num 100 --profile nyu --update-manifest \
     --out results/defaults/eval-full-nyu.json
   $PY scripts/evaluate_shipped.py --seed 2024 --num 100 --profile wide --out results/defaults/eval-full-wide.json
+  PY=$PY bash scripts/collect_defaults.sh  # the new figures' rows
 fi
-bash scripts/collect_defaults.sh
