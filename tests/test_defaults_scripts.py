@@ -106,3 +106,26 @@ def test_median_scaling_removes_a_pure_scale_error_and_the_class_table_reads_the
     assert [r["predicted_percent"] for r in rows] == pytest.approx([90.0, 10.0])
     assert [r["recall_percent"] for r in rows] == pytest.approx([75.0, 0.0])
     assert diag.class_table(np.zeros((1, 1), np.int64), ["c"])[0]["recall_percent"] is None
+
+
+def test_the_walls_tail_rule_needs_both_a_validation_win_over_its_mtl_and_real_frames_gained() -> None:
+    def tail(epochs_done: int, miou: float) -> dict:
+        run = _run(epochs_done, miou)
+        run["config"]["train"]["epochs"] = 8
+        return run
+
+    def report(real_gain: float | None, reference: str = "hitts") -> dict:
+        gains = {} if real_gain is None else {"hitts_walls": {"gain_percent": real_gain, "metrics": ["m"]}}
+        return {"reference": reference, "gain_over_reference": {"nyuv2-mini": gains}}
+
+    runs = {"walls-tail/hitts": tail(7, 62.0), "walls-tail/mtl": tail(8, 60.0)}
+    assert not collect_defaults.choose_walls_tail(runs, report(1.0))["decided"]  # one epoch to go
+    runs["walls-tail/hitts"] = tail(8, 62.0)  # beats its MTL on validation: +0.67 %
+    assert not collect_defaults.choose_walls_tail(runs, report(None))["decided"]  # not measured yet
+    assert not collect_defaults.choose_walls_tail(runs, report(1.0, reference="mtl"))["decided"]
+    choice = collect_defaults.choose_walls_tail(runs, report(1.0))
+    assert choice["decided"] and choice["ship_tail"]
+    assert choice["tail_hitts_val_gain_over_tail_mtl"] == pytest.approx(2 / 60 / 5 * 100)
+    assert not collect_defaults.choose_walls_tail(runs, report(-0.5))["ship_tail"]  # real frames not gained
+    runs["walls-tail/mtl"] = tail(8, 63.0)  # the tail HiTTs loses to its MTL: the tail is not shipped
+    assert not collect_defaults.choose_walls_tail(runs, report(5.0))["ship_tail"]

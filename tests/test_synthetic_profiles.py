@@ -15,7 +15,7 @@ from trainer.cli import build_parser
 from trainer.data import build_dataset
 from trainer.data.synthetic import INTRINSICS_KEY, KEYS, META_FILE, generate_scene, keys_for, write_dataset
 from trainer.data.synthetic_layout import sample_layout
-from trainer.data.synthetic_profile import NYU, PROFILES, WIDE, get_profile
+from trainer.data.synthetic_profile import NYU, PROFILES, WIDE, WIDE_WALLS, get_profile
 from trainer.data.synthetic_render import intrinsics
 from trainer.tasks import NYUD_CLASSES, tasks_for
 
@@ -60,7 +60,7 @@ def test_unknown_profile_is_refused(tmp_path):
         write_dataset(
             tmp_path / "x", num_train=1, num_test=0, height=H, width=W, progress=False, profile="real"
         )
-    assert sorted(PROFILES) == ["nyu", "wide"]
+    assert sorted(PROFILES) == ["nyu", "wide", "wide_walls"]
 
 
 def test_nyu_profile_is_the_default_and_makes_no_extra_draws():
@@ -190,3 +190,67 @@ def test_cli_prepare_takes_the_profile():
     assert build_parser().parse_args(["prepare", "--out", "x"]).profile == "nyu"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["prepare", "--out", "x", "--profile", "real"])
+
+
+def test_only_wide_walls_dresses_walls_and_the_others_never_call_it(monkeypatch):
+    from trainer.data import synthetic_layout
+
+    assert WIDE_WALLS.dresses_walls and not NYU.dresses_walls and not WIDE.dresses_walls
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("dress_walls called")
+
+    monkeypatch.setattr(synthetic_layout, "dress_walls", refuse)
+    generate_scene(0, "train", 0, H, W, profile="wide")  # no draw, no call: "wide" stays as it was
+    with pytest.raises(AssertionError, match="dress_walls called"):
+        generate_scene(0, "train", 0, H, W, profile="wide_walls")
+
+
+def test_door_parts_carry_nyu_labels():
+    from trainer.data.synthetic_layout import OBJECTS, WALL, WINDOW, make_door
+
+    seen = set()
+    for seed in range(40):
+        door = make_door(np.random.default_rng(seed))
+        classes = [p.cls for p in door.parts]
+        assert classes[:5] == [WALL] * 5  # leaf, casing (3), handle: a door is wall in NYU's 13 classes
+        assert set(classes[5:]) <= {WINDOW, OBJECTS}  # its glass pane, the notices on it
+        seen |= set(classes[5:])
+        leaf = door.parts[0]
+        assert leaf.b[0] - leaf.a[0] < door.width and leaf.b[2] < door.height  # the casing frames the leaf
+    assert seen == {WINDOW, OBJECTS}
+
+
+def test_wide_walls_puts_objects_and_doors_on_the_walls():
+    """Over a few scenes: printed sheets / boards (objects) touch the walls' planes, door instances are
+    labelled wall, and the profile stays deterministic."""
+    from trainer.data.synthetic_layout import OBJECTS, WALL
+
+    on_wall_objects = doors = 0
+    for i in range(8):
+        s = generate_scene(0, "val", i, 48, 64, profile="wide_walls")
+        label, inst = s["label"], s["instance"]
+        doors += len(np.unique(inst[(label == WALL) & (inst > 0)]))
+        on_wall_objects += int(((label == OBJECTS) & (inst > 0)).sum())
+        again = generate_scene(0, "val", i, 48, 64, profile="wide_walls")
+        np.testing.assert_array_equal(s["image"], again["image"])
+    assert doors > 0 and on_wall_objects > 0
+
+
+def test_print_texture_inks_lines_inside_the_margins_only():
+    from trainer.data.synthetic_layout import T_PRINT
+    from trainer.data.synthetic_render import PRINT_GAP, PRINT_INK, PRINT_MARGIN, _pattern, _tiles
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    attrs = {"u": rng.uniform(10, 11, n), "v": rng.uniform(10, 11, n), "un": rng.uniform(-1, 1, n)}
+    attrs["vn"] = rng.uniform(-1, 1, n)
+    attrs = {k: v.astype(np.float32) for k, v in attrs.items()}
+    pitch = np.full(n, 0.01, np.float32)
+    t, _, _ = _pattern(T_PRINT, attrs.__getitem__, pitch, np.zeros(n, np.int64), _tiles())
+    inside = (np.abs(attrs["un"]) < PRINT_MARGIN) & (np.abs(attrs["vn"]) < PRINT_MARGIN)
+    assert t[~inside].max() == 0.0  # blank margins
+    # ink on PRINT_INK of each line's pitch, on the words that are not gaps
+    assert t[inside].mean() == pytest.approx(PRINT_INK * (1 - PRINT_GAP), abs=0.03)
+    line = attrs["v"] / 0.01
+    assert t[inside & ((line - np.floor(line)) > PRINT_INK + 0.01)].max() == 0.0  # between the lines

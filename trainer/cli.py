@@ -46,8 +46,10 @@ def _add_prepare(p: argparse.ArgumentParser) -> None:
         "--profile",
         choices=sorted(PROFILES),
         default=DEFAULT_PROFILE,
-        help="generator profile: nyu (the original generator) or wide (wider domain randomisation "
-        "for sim-to-real: camera, focal length, lights, exposure, colours, clutter, sensor)",
+        help="generator profile: nyu (the original generator), wide (wider domain randomisation "
+        "for sim-to-real: camera, focal length, lights, exposure, colours, clutter, sensor) or "
+        "wide_walls (wide plus papers, notice boards, whiteboards and doors on the walls, "
+        "off-white paint, views nearer level)",
     )
 
 

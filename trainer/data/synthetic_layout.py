@@ -42,8 +42,8 @@ NUM_ROOM_PRIMS = 6
 
 # Texture kinds (see ``synthetic_render.albedo``).
 (T_PLAIN, T_PAINT, T_STRIPES, T_WOOD, T_PLANKS, T_TILES, T_CARPET, T_FABRIC, T_CANVAS, T_SCREEN_OFF,
- T_SCREEN_ON, T_OUTSIDE, T_BOOK, T_LEAVES, T_LAMP) = range(15)  # fmt: skip
-NUM_KINDS = 15
+ T_SCREEN_ON, T_OUTSIDE, T_BOOK, T_LEAVES, T_LAMP, T_PRINT) = range(16)  # fmt: skip
+NUM_KINDS = 16
 EMISSIVE_KINDS = (T_SCREEN_ON, T_OUTSIDE, T_LAMP)
 
 ROOM_SIZE_X = (3.0, 6.5)
@@ -1345,9 +1345,136 @@ def _populate(
         b.mount_on_wall(pic, w, rng.uniform(1.2, 1.8) - pic.height / 2)
     if rng.random() < 0.25:
         b.mount_on_wall(make_bookshelf(rng, wall_mounted=True), walls(1)[0], rng.uniform(1.2, 1.6))
+    if profile.dresses_walls:
+        dress_walls(b, rng, profile, walls)
     _place_clutter(
         b, rng, int(rng.integers(*profile.support_clutter)), int(rng.integers(*profile.floor_clutter))
     )
+
+
+# --------------------------------------------------------------------------- dressed walls
+# (profiles with ``dresses_walls``; see ``synthetic_profile.WIDE_WALLS`` for why)
+
+PAPER_SIZE = (0.21, 0.297)
+"""A4 in metres (width, height of a portrait sheet)."""
+PAPER_SCALE = (0.5, 2.2)
+"""Factor on a sheet's size: small signs to posters."""
+PAPER_HEIGHT = (0.9, 1.9)
+"""Height of a sheet's centre above the floor (metres)."""
+TEXT_PITCH = (0.008, 0.02)
+"""Distance between printed lines (metres; the scale of a ``T_PRINT`` material)."""
+DOOR_SIZE = ((0.75, 1.0), (1.95, 2.15))
+"""Width and height of a door leaf (metres)."""
+
+
+def print_material(rng: np.random.Generator, pitch: tuple[float, float] = TEXT_PITCH) -> Material:
+    """A printed sheet: pale paper (mostly white), dark ink, lines ``pitch`` apart."""
+    paper = _hsv(rng.random(), rng.uniform(0.0, 0.35) ** 2, rng.uniform(0.8, 1.0))
+    ink = _hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.05, 0.45))
+    return Material(T_PRINT, paper, ink, scale=rng.uniform(*pitch))
+
+
+def _sheet(rng: np.random.Generator, y0: float, x: float, z: float, w: float, h: float) -> Part:
+    """A sheet of paper centred at local (x, z), its back at y0."""
+    return _box(x - w / 2, x + w / 2, y0, y0 + 0.002, z - h / 2, z + h / 2, OBJECTS, print_material(rng), 1)
+
+
+def make_paper(rng: np.random.Generator) -> Obj:
+    """One loose sheet (portrait or landscape), a sign to a poster in size."""
+    k = rng.uniform(*PAPER_SCALE)
+    w, h = (PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1])
+    w, h = w * k, h * k
+    return Obj([_box(-w / 2, w / 2, 0.0, 0.002, 0.0, h, OBJECTS, print_material(rng))], w, 0.002, h)
+
+
+def make_notice_board(rng: np.random.Generator) -> Obj:
+    """Cork board in a thin frame with sheets pinned on it (all ``objects``)."""
+    w, h = rng.uniform(0.5, 1.6), rng.uniform(0.45, 1.1)
+    cork = Material(
+        T_CARPET, _hsv(rng.uniform(0.06, 0.1), rng.uniform(0.4, 0.65), rng.uniform(0.45, 0.75)),
+        scale=rng.uniform(150, 260),
+    )  # fmt: skip
+    frame = wood(rng) if rng.random() < 0.5 else Material(T_PLAIN, _hsv(0.0, 0.0, rng.uniform(0.55, 0.85)))
+    f, t = rng.uniform(0.015, 0.04), rng.uniform(0.012, 0.025)
+    parts = [
+        _box(-w / 2, w / 2, 0.0, t, 0.0, h, OBJECTS, frame),
+        _box(-w / 2 + f, w / 2 - f, t, t + 0.002, f, h - f, OBJECTS, cork),
+    ]
+    for _ in range(int(rng.integers(1, 9))):
+        k = rng.uniform(0.5, 1.1)
+        sw, sh = (PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1])
+        sw, sh = min(sw * k, w - 2 * f), min(sh * k, h - 2 * f)
+        x = rng.uniform(-w / 2 + f + sw / 2, w / 2 - f - sw / 2)
+        z = rng.uniform(f + sh / 2, h - f - sh / 2)
+        parts.append(_sheet(rng, t + 0.002, x, z, sw, sh))
+    return Obj(parts, w, t + 0.004, h)
+
+
+def make_whiteboard(rng: np.random.Generator) -> Obj:
+    """Whiteboard: white surface with faint writing, aluminium frame, pen tray (all ``objects``)."""
+    w, h = rng.uniform(0.9, 2.4), rng.uniform(0.75, 1.25)
+    metal = Material(T_PLAIN, _hsv(0.6, rng.uniform(0.0, 0.05), rng.uniform(0.6, 0.85)))
+    white = _hsv(rng.uniform(0.5, 0.7), rng.uniform(0.0, 0.04), rng.uniform(0.88, 0.98))
+    marker = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.1, 0.5))
+    faint = tuple(0.6 * a + 0.4 * b for a, b in zip(white, marker))  # writing half wiped
+    surface = Material(T_PRINT, white, faint, scale=rng.uniform(0.04, 0.1))
+    f, t = rng.uniform(0.012, 0.025), rng.uniform(0.015, 0.03)
+    parts = [
+        _box(-w / 2, w / 2, 0.0, t, 0.0, h, OBJECTS, metal),
+        _box(-w / 2 + f, w / 2 - f, t, t + 0.002, f, h - f, OBJECTS, surface),
+        _box(-w / 2 + f, w / 2 - f, t, t + rng.uniform(0.04, 0.08), -0.02, f, OBJECTS, metal, 1),
+    ]
+    return Obj(parts, w, t + 0.08, h)
+
+
+def make_door(rng: np.random.Generator) -> Obj:
+    """A closed door on a wall: leaf, casing and handle labelled ``wall`` (NYU's 13-class mapping),
+    sometimes a glass pane (``window``) and notices (``objects``) on the leaf."""
+    w, h = rng.uniform(*DOOR_SIZE[0]), rng.uniform(*DOOR_SIZE[1])
+    leaf = wood(rng) if rng.random() < 0.55 else Material(T_PAINT, _light_colour(rng), scale=rng.uniform(0.5, 2.0))
+    casing = leaf if rng.random() < 0.4 else laminate(rng)
+    c, ct, lt = rng.uniform(0.04, 0.09), rng.uniform(0.012, 0.025), rng.uniform(0.008, 0.03)
+    metal = Material(T_PLAIN, _hsv(0.1, rng.uniform(0.0, 0.4), rng.uniform(0.35, 0.85)))
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    hx = side * (w / 2 - rng.uniform(0.06, 0.1))
+    parts = [
+        _box(-w / 2, w / 2, 0.0, lt, 0.0, h, WALL, leaf),
+        _box(-w / 2 - c, -w / 2, 0.0, ct, 0.0, h + c, WALL, casing, 1),
+        _box(w / 2, w / 2 + c, 0.0, ct, 0.0, h + c, WALL, casing, 1),
+        _box(-w / 2, w / 2, 0.0, ct, h, h + c, WALL, casing, 1),
+        _box(hx - 0.07, hx + 0.07, lt, lt + 0.05, 1.0, 1.03, WALL, metal, 2),
+    ]
+    if rng.random() < 0.3:  # a glass pane: dark, showing a dim corridor
+        gw, gh = rng.uniform(0.12, 0.4) * w / 0.9, rng.uniform(0.5, 0.9)
+        glass = Material(T_PAINT, _hsv(rng.uniform(0.05, 0.6), rng.uniform(0.0, 0.2), rng.uniform(0.1, 0.45)))
+        parts.append(_box(-gw / 2, gw / 2, lt, lt + 0.002, h - 0.3 - gh, h - 0.3, WINDOW, glass, 3))
+    for _ in range(int(rng.integers(0, 3))):
+        k = rng.uniform(0.6, 1.0)
+        parts.append(_sheet(rng, lt, rng.uniform(-0.15, 0.15) * w, rng.uniform(1.2, 1.6), 0.21 * k, 0.297 * k))
+    return Obj(parts, w + 2 * c, lt + 0.05, h + c)
+
+
+def dress_walls(b: SceneBuilder, rng: np.random.Generator, profile: Profile, walls: Walls) -> None:
+    """Doors, boards and papers on the walls and, by chance, off-white paint (``profile.dresses_walls``)."""
+    if rng.random() < profile.office_paint_chance:
+        paint = Material(
+            T_PAINT, _hsv(rng.uniform(0.07, 0.17), rng.uniform(0.0, 0.16), rng.uniform(0.7, 0.95)),
+            scale=rng.uniform(0.5, 2.0),
+        )  # fmt: skip
+        index = b._material(paint)
+        for i in range(ROOM_WALL0, ROOM_WALL3 + 1):
+            b.rows[i] = b.rows[i][:7] + (index,)
+    for w in walls(int(rng.integers(*profile.doors))):
+        b.mount_on_wall(make_door(rng), w, 0.0)
+    if rng.random() < profile.board_chance:
+        board = make_notice_board(rng)
+        b.mount_on_wall(board, walls(1)[0], rng.uniform(1.0, 1.5) - board.height / 2)
+    if rng.random() < profile.board_chance:
+        board = make_whiteboard(rng)
+        b.mount_on_wall(board, walls(1)[0], rng.uniform(0.8, 1.05))
+    for w in walls(int(rng.integers(*profile.wall_papers))):
+        paper = make_paper(rng)
+        b.mount_on_wall(paper, w, rng.uniform(*PAPER_HEIGHT) - paper.height / 2)
 
 
 def _desk_extras(b: SceneBuilder, rng: np.random.Generator) -> None:

@@ -31,6 +31,7 @@ from trainer.data.synthetic_layout import (
     T_PAINT,
     T_PLAIN,
     T_PLANKS,
+    T_PRINT,
     T_SCREEN_OFF,
     T_SCREEN_ON,
     T_STRIPES,
@@ -70,6 +71,13 @@ BOOK_BANDS = ((0.7, 0.8), (0.1, 0.25))
 on half of the books)."""
 HORIZON = -0.2
 """Outside views: the ground / skyline starts this far below the window's middle (normalised)."""
+PRINT_INK = 0.3
+"""Fraction of a printed line's pitch that is ink (``T_PRINT``: its scale is the line pitch)."""
+PRINT_WORD = 4.0
+"""Length of a printed word, in line pitches; PRINT_GAP of the words are left blank."""
+PRINT_GAP = 0.35
+PRINT_MARGIN = 0.85
+"""Printed area: |normalised face coordinate| below this (the sheet's margins stay blank)."""
 GAUSS_POOL = 1 << 22
 """Size of the shared pool of standard normal values that sensor noise is cut from."""
 
@@ -603,6 +611,13 @@ def _pattern(k: int, get, sc, m, tiles) -> tuple:
     if k == T_SCREEN_OFF:  # dark glass with a diagonal reflection
         reflection = 0.5 - 0.5 * (get("un") + get("vn")) + 0.2 * _noise(smooth, u, v, 10.0 * sc)
         return 0.0, 0.0, 1.0 + 1.5 * np.clip(reflection, 0, 2)
+    if k == T_PRINT:  # lines of words inside the margins: printed text, writing on a whiteboard
+        line = v / sc
+        row = line.astype(np.int32)
+        ink = (line - row) < PRINT_INK
+        word = _hash(table, (u / (sc * PRINT_WORD)).astype(np.int32), row) > PRINT_GAP
+        inside = (np.abs(get("un")) < PRINT_MARGIN) & (np.abs(get("vn")) < PRINT_MARGIN)
+        return (ink & word & inside).astype(np.float32), 0.0, 1 + 0.02 * _noise(fine, u, v, 200.0)
     if k == T_LEAVES:
         return 0.0, 0.0, 0.55 + 0.45 * np.clip(_noise(fine, u, v, sc), -1, 2)
     raise ValueError(f"unknown texture kind {k}")
