@@ -860,6 +860,12 @@ class SceneBuilder:
     def add(self, ptype, centre, half, yaw, cls, mat: Material, inst: int, group: int) -> None:
         self.rows.append((ptype, tuple(centre), tuple(half), yaw, cls, inst, group, self._material(mat)))
 
+    def repaint_walls(self, m: Material) -> None:
+        """Give the room's four walls (its primitives ROOM_WALL0..ROOM_WALL3) the material ``m``."""
+        index = self._material(m)
+        for i in range(ROOM_WALL0, ROOM_WALL3 + 1):
+            self.rows[i] = self.rows[i][:7] + (index,)
+
     def place(self, obj: Obj, x: float, y: float, z: float, yaw: float) -> None:
         """Add an object with its local origin at world (x, y, z) and the given yaw."""
         self._inst += 1
@@ -1382,7 +1388,7 @@ def _sheet(rng: np.random.Generator, y0: float, x: float, z: float, w: float, h:
 def make_paper(rng: np.random.Generator) -> Obj:
     """One loose sheet (portrait or landscape), a sign to a poster in size."""
     k = rng.uniform(*PAPER_SCALE)
-    w, h = (PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1])
+    w, h = PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1]
     w, h = w * k, h * k
     return Obj([_box(-w / 2, w / 2, 0.0, 0.002, 0.0, h, OBJECTS, print_material(rng))], w, 0.002, h)
 
@@ -1391,9 +1397,10 @@ def make_notice_board(rng: np.random.Generator) -> Obj:
     """Cork board in a thin frame with sheets pinned on it (all ``objects``)."""
     w, h = rng.uniform(0.5, 1.6), rng.uniform(0.45, 1.1)
     cork = Material(
-        T_CARPET, _hsv(rng.uniform(0.06, 0.1), rng.uniform(0.4, 0.65), rng.uniform(0.45, 0.75)),
+        T_CARPET,
+        _hsv(rng.uniform(0.06, 0.1), rng.uniform(0.4, 0.65), rng.uniform(0.45, 0.75)),
         scale=rng.uniform(150, 260),
-    )  # fmt: skip
+    )
     frame = wood(rng) if rng.random() < 0.5 else Material(T_PLAIN, _hsv(0.0, 0.0, rng.uniform(0.55, 0.85)))
     f, t = rng.uniform(0.015, 0.04), rng.uniform(0.012, 0.025)
     parts = [
@@ -1402,7 +1409,7 @@ def make_notice_board(rng: np.random.Generator) -> Obj:
     ]
     for _ in range(int(rng.integers(1, 9))):
         k = rng.uniform(0.5, 1.1)
-        sw, sh = (PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1])
+        sw, sh = PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1]
         sw, sh = min(sw * k, w - 2 * f), min(sh * k, h - 2 * f)
         x = rng.uniform(-w / 2 + f + sw / 2, w / 2 - f - sw / 2)
         z = rng.uniform(f + sh / 2, h - f - sh / 2)
@@ -1431,7 +1438,11 @@ def make_door(rng: np.random.Generator) -> Obj:
     """A closed door on a wall: leaf, casing and handle labelled ``wall`` (NYU's 13-class mapping),
     sometimes a glass pane (``window``) and notices (``objects``) on the leaf."""
     w, h = rng.uniform(*DOOR_SIZE[0]), rng.uniform(*DOOR_SIZE[1])
-    leaf = wood(rng) if rng.random() < 0.55 else Material(T_PAINT, _light_colour(rng), scale=rng.uniform(0.5, 2.0))
+    leaf = (
+        wood(rng)
+        if rng.random() < 0.55
+        else Material(T_PAINT, _light_colour(rng), scale=rng.uniform(0.5, 2.0))
+    )
     casing = leaf if rng.random() < 0.4 else laminate(rng)
     c, ct, lt = rng.uniform(0.04, 0.09), rng.uniform(0.012, 0.025), rng.uniform(0.008, 0.03)
     metal = Material(T_PLAIN, _hsv(0.1, rng.uniform(0.0, 0.4), rng.uniform(0.35, 0.85)))
@@ -1450,7 +1461,9 @@ def make_door(rng: np.random.Generator) -> Obj:
         parts.append(_box(-gw / 2, gw / 2, lt, lt + 0.002, h - 0.3 - gh, h - 0.3, WINDOW, glass, 3))
     for _ in range(int(rng.integers(0, 3))):
         k = rng.uniform(0.6, 1.0)
-        parts.append(_sheet(rng, lt, rng.uniform(-0.15, 0.15) * w, rng.uniform(1.2, 1.6), 0.21 * k, 0.297 * k))
+        parts.append(
+            _sheet(rng, lt, rng.uniform(-0.15, 0.15) * w, rng.uniform(1.2, 1.6), 0.21 * k, 0.297 * k)
+        )
     return Obj(parts, w + 2 * c, lt + 0.05, h + c)
 
 
@@ -1458,12 +1471,11 @@ def dress_walls(b: SceneBuilder, rng: np.random.Generator, profile: Profile, wal
     """Doors, boards and papers on the walls and, by chance, off-white paint (``profile.dresses_walls``)."""
     if rng.random() < profile.office_paint_chance:
         paint = Material(
-            T_PAINT, _hsv(rng.uniform(0.07, 0.17), rng.uniform(0.0, 0.16), rng.uniform(0.7, 0.95)),
+            T_PAINT,
+            _hsv(rng.uniform(0.07, 0.17), rng.uniform(0.0, 0.16), rng.uniform(0.7, 0.95)),
             scale=rng.uniform(0.5, 2.0),
-        )  # fmt: skip
-        index = b._material(paint)
-        for i in range(ROOM_WALL0, ROOM_WALL3 + 1):
-            b.rows[i] = b.rows[i][:7] + (index,)
+        )
+        b.repaint_walls(paint)
     for w in walls(int(rng.integers(*profile.doors))):
         b.mount_on_wall(make_door(rng), w, 0.0)
     if rng.random() < profile.board_chance:

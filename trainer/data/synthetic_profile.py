@@ -108,7 +108,10 @@ class Profile:
         """Whether the profile adds papers, boards, doors or office paint (``synthetic_layout``'s
         ``dress_walls``); the "nyu" and "wide" profiles do not, and draw nothing for it."""
         return (
-            self.wall_papers[1] > 1 or self.board_chance > 0 or self.doors[1] > 1 or self.office_paint_chance > 0
+            self.wall_papers[1] > 1
+            or self.board_chance > 0
+            or self.doors[1] > 1
+            or self.office_paint_chance > 0
         )
 
 
