@@ -1,4 +1,4 @@
-# Sourced by stage2_defaults_cpu.sh and finish_schedule_cpu.sh: the --set overrides of the shipped
+# Sourced by the CPU scripts (stage2_defaults_cpu.sh, finish_schedule_cpu.sh, walls_tail_cpu.sh): the --set overrides of the shipped
 # runs (scripts/train_defaults.py's recipe for the `wide` profile with one data worker for 2 cores;
 # HiTTs adds train_defaults.HITTS_SWITCHES), so the CPU runs train exactly as the GPU ones did.
 #
@@ -14,4 +14,44 @@ switches = list(t.HITTS_SWITCHES) if sys.argv[1] == "hitts" else []
 print("\n".join(t.recipe("wide", t.VALIDATION_IMAGES, t.SIZE, 1) + switches))' "$1")
   shift
   for o in "$@"; do SETS+=(--set "$o"); done
+}
+
+# continue_pair OUT DATA EPOCHS SHARED HITTS_RUN MTL_RUN: a copy of each source run folder
+# (checkpoint, config, log), made once in OUT/hitts and OUT/mtl, resumed there on DATA with the
+# recipe, train.epochs=EPOCHS and SHARED's split.json and quantisers.json (the pipeline folder the
+# runs came from), the two side by side at one thread each; a finished copy (metrics.json: its test
+# split evaluated once) is left alone. Non-zero if one fails. The sources are never written.
+continue_pair() {
+  local out=$1 data=$2 epochs=$3 shared=$4 arch run p status=0
+  local -A src=([hitts]=$5 [mtl]=$6)
+  local pids=()
+  for arch in hitts mtl; do
+    run=$out/$arch
+    [ -f "$run/metrics.json" ] && continue
+    if [ ! -f "$run/checkpoint.pt" ]; then
+      mkdir -p "$run"
+      cp "${src[$arch]}"/{checkpoint.pt,config.json,log.jsonl} "$run/"
+      chmod u+w "$run/checkpoint.pt"
+    fi
+    cp "$shared/quantisers.json" "$run/"
+    recipe_sets "$arch" train.epochs="$epochs" data.cache_in_memory=false
+    OMP_NUM_THREADS=${THREADS:-1} ${PY:-python} -m trainer train --arch "$arch" --data "$data" \
+      --dataset synthetic --preset cpu --setting one-label --seed 0 --split "$shared/split.json" \
+      --out "$run" "${SETS[@]}" --resume >"$out/$arch.log" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || status=1; done
+  return $status
+}
+
+# stamp_history TEXT METRICS_JSON...: how a run was trained when not in one go, written as "history"
+# into its metrics.json (trainer/export.py copies it into the manifest's trained_on).
+stamp_history() {
+  local text=$1
+  shift
+  ${PY:-python} -c 'import json, sys
+for path in sys.argv[2:]:
+    result = json.load(open(path))
+    result["history"] = sys.argv[1]
+    json.dump(result, open(path, "w"), indent=2)' "$text" "$@"
 }

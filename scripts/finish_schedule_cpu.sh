@@ -17,36 +17,6 @@ W=$RUNS/wide
 OUT=$RUNS/wide-full
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=60 OMP_NUM_THREADS=${THREADS:-1}
 source "$(dirname "$0")/cpu_recipe.sh"
-declare -A SRC=([hitts]="$W/hitts" [mtl]="$W/mtl-pipeline/mtl")
-pids=()
-for arch in hitts mtl; do
-  run=$OUT/$arch
-  [ -f "$run/metrics.json" ] && continue  # finished (its test split evaluated once)
-  if [ ! -f "$run/checkpoint.pt" ]; then
-    mkdir -p "$run"
-    cp "${SRC[$arch]}"/{checkpoint.pt,config.json,log.jsonl} "$run/"
-    chmod u+w "$run/checkpoint.pt"
-  fi
-  cp "$W/quantisers.json" "$run/"
-  recipe_sets "$arch" train.epochs=6 data.cache_in_memory=false
-  $PY -m trainer train --arch "$arch" --data "$DATA" --dataset synthetic --preset cpu \
-    --setting one-label --seed 0 --split "$W/split.json" --out "$run" "${SETS[@]}" --resume \
-    >"$OUT/$arch.log" 2>&1 &
-  pids+=($!)
-done
-status=0
-for p in "${pids[@]}"; do wait "$p" || status=1; done
-[ $status = 0 ] || exit $status
-# the manifests say how these were trained (trainer/export.py copies "history" into trained_on)
-for arch in hitts mtl; do
-  $PY - "$OUT/$arch/metrics.json" <<'PYEOF'
-import json, sys
-path = sys.argv[1]
-result = json.load(open(path))
-result["history"] = (
-    "epochs 1-3 on an H200 (bf16); epochs 4-6 on a 2-core CPU (fp32), resumed from a weights-only "
-    "checkpoint: Adam's moment estimates restarted at epoch 4 (scripts/finish_schedule_cpu.sh)"
-)
-json.dump(result, open(path, "w"), indent=2)
-PYEOF
-done
+continue_pair "$OUT" "$DATA" 6 "$W" "$W/hitts" "$W/mtl-pipeline/mtl"
+stamp_history "epochs 1-3 on an H200 (bf16); epochs 4-6 on a 2-core CPU (fp32), resumed from a weights-only \
+checkpoint: Adam's moment estimates restarted at epoch 4 (scripts/finish_schedule_cpu.sh)" "$OUT"/{hitts,mtl}/metrics.json

@@ -25,36 +25,10 @@ OUT=$RUNS/walls-tail
 TAIL_EPOCHS=8
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=60 OMP_NUM_THREADS=${THREADS:-1}
 source "$(dirname "$0")/cpu_recipe.sh"
-pids=()
-for arch in hitts mtl; do
-  run=$OUT/$arch
-  [ -f "$run/metrics.json" ] && continue  # finished (its test split evaluated once)
-  if [ ! -f "$run/checkpoint.pt" ]; then
-    mkdir -p "$run"
-    cp "$SRC/$arch"/{checkpoint.pt,config.json,log.jsonl,quantisers.json} "$run/"
-  fi
-  recipe_sets "$arch" train.epochs=$TAIL_EPOCHS data.cache_in_memory=false
-  $PY -m trainer train --arch "$arch" --data "$DATA" --dataset synthetic --preset cpu \
-    --setting one-label --seed 0 --split "$W/split.json" --out "$run" "${SETS[@]}" --resume \
-    >"$OUT/$arch.log" 2>&1 &
-  pids+=($!)
-done
-status=0
-for p in "${pids[@]}"; do wait "$p" || status=1; done
-[ $status = 0 ] || exit $status
-for arch in hitts mtl; do  # the manifests say how these were trained (export copies "history")
-  $PY - "$OUT/$arch/metrics.json" <<'PYEOF'
-import json, sys
-path = sys.argv[1]
-result = json.load(open(path))
-result["history"] = (
-    "epochs 1-3 on an H200 (bf16) and 4-6 on a 2-core CPU (fp32, Adam restarted at epoch 4) on the "
-    "'wide' scenes; epochs 7-8 on a 2-core CPU (fp32) on the 'wide_walls' scenes, the poly schedule "
-    "extended from 6 to 8 epochs (scripts/walls_tail_cpu.sh)"
-)
-json.dump(result, open(path, "w"), indent=2)
-PYEOF
-done
+continue_pair "$OUT" "$DATA" $TAIL_EPOCHS "$W" "$SRC/hitts" "$SRC/mtl"
+stamp_history "epochs 1-3 on an H200 (bf16) and 4-6 on a 2-core CPU (fp32, Adam restarted at epoch 4) \
+on the 'wide' scenes; epochs 7-8 on a 2-core CPU (fp32) on the 'wide_walls' scenes, the poly schedule \
+extended from 6 to 8 epochs (scripts/walls_tail_cpu.sh)" "$OUT"/{hitts,mtl}/metrics.json
 # the four exports side by side: the shipped pair (copied) and the tail pair
 EXP=$OUT/exports
 mkdir -p "$EXP"

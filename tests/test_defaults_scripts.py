@@ -1,5 +1,6 @@
 """The default-model record scripts: ``finish_stopped_run.py`` (test figures of a run stopped before
-its last epoch) and ``collect_defaults.py`` (the table the shipped HiTTs is chosen from)."""
+its last epoch), ``collect_defaults.py`` (the tables and the shipping rules) and ``cpu_recipe.sh``
+(the CPU scripts' shared shell functions)."""
 
 from __future__ import annotations
 
@@ -129,3 +130,62 @@ def test_the_walls_tail_rule_needs_both_a_validation_win_over_its_mtl_and_real_f
     assert not collect_defaults.choose_walls_tail(runs, report(-0.5))["ship_tail"]  # real frames not gained
     runs["walls-tail/mtl"] = tail(8, 63.0)  # the tail HiTTs loses to its MTL: the tail is not shipped
     assert not collect_defaults.choose_walls_tail(runs, report(5.0))["ship_tail"]
+
+
+def test_continue_pair_copies_each_run_once_and_resumes_it_with_the_recipe(tmp_path: Path) -> None:
+    """scripts/cpu_recipe.sh's continue_pair with a stand-in trainer: each source folder is copied once,
+    the copy (not the source) is resumed with the shipped recipe, the shared split and the new epoch
+    count at one thread, a finished copy is skipped; stamp_history writes "history" into metrics.json."""
+    import os
+    import subprocess
+
+    import train_defaults
+
+    shared, out = tmp_path / "wide", tmp_path / "tail"
+    shared.mkdir()
+    (shared / "split.json").write_text("{}")
+    (shared / "quantisers.json").write_text('{"q": 1}')
+    sources = {}
+    for arch in ("hitts", "mtl"):
+        src = sources[arch] = tmp_path / f"src-{arch}"
+        src.mkdir()
+        for name in ("checkpoint.pt", "config.json", "log.jsonl"):
+            (src / name).write_text(f"{arch} {name}")
+    calls = tmp_path / "calls"
+    fake = tmp_path / "py"  # runs python -c (the recipe); records `-m trainer ...` with its thread count
+    fake.write_text(
+        f'#!/bin/bash\nif [ "$1" = -m ]; then echo "OMP=$OMP_NUM_THREADS $*" >> {calls}; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    script = (
+        f"source {REPO / 'scripts/cpu_recipe.sh'}; cd {REPO}; "
+        f"continue_pair {out} DATA 8 {shared} {sources['hitts']} {sources['mtl']}"
+    )
+    env = {**os.environ, "PY": str(fake)}
+    env.pop("OMP_NUM_THREADS", None)
+    subprocess.run(["bash", "-c", script], check=True, env=env)
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2
+    for arch in ("hitts", "mtl"):
+        line = next(x for x in lines if f"--arch {arch} " in x)
+        assert line.startswith("OMP=1 -m trainer train") and "--resume" in line
+        assert f"--out {out / arch} " in line and f"--split {shared / 'split.json'} " in line
+        assert "--set train.epochs=8" in line and "--set data.cache_in_memory=false" in line
+        switches = [f"--set {s}" in line for s in train_defaults.HITTS_SWITCHES]
+        assert all(switches) if arch == "hitts" else not any(switches)  # HiTTs' switches, HiTTs only
+        assert (out / arch / "checkpoint.pt").read_text() == f"{arch} checkpoint.pt"
+        assert (out / arch / "quantisers.json").read_text() == '{"q": 1}'
+    (out / "hitts" / "checkpoint.pt").write_text("trained on")  # a later call resumes the copy
+    (out / "mtl" / "metrics.json").write_text('{"metrics": {}}')  # finished: left alone
+    calls.unlink()
+    subprocess.run(["bash", "-c", script], check=True, env=env)
+    assert len(calls.read_text().splitlines()) == 1 and "--arch hitts" in calls.read_text()
+    assert (out / "hitts" / "checkpoint.pt").read_text() == "trained on"  # not copied again
+    assert (sources["hitts"] / "checkpoint.pt").read_text() == "hitts checkpoint.pt"  # source untouched
+    stamp = f'source {REPO / "scripts/cpu_recipe.sh"}; stamp_history "two goes, it\'s said" {out}/mtl/metrics.json'
+    subprocess.run(["bash", "-c", stamp], check=True, env=env)
+    assert json.loads((out / "mtl" / "metrics.json").read_text()) == {
+        "metrics": {},
+        "history": "two goes, it's said",
+    }
