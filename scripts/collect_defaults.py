@@ -57,7 +57,10 @@ LATER_CANDIDATES = ("wide-full/hitts_pseudo",)
 """Candidates that join once they have finished (added to the rule before they started)."""
 TAIL_HITTS, TAIL_MTL = "walls-tail/hitts", "walls-tail/mtl"
 """The shipped pair trained 2 more epochs on the ``wide_walls`` scenes (scripts/walls_tail_cpu.sh)."""
-REFERENCE_OF = {k: CONTINUED_MTL for k in (*CONTINUED, *LATER_CANDIDATES)} | {TAIL_HITTS: TAIL_MTL}
+REFERENCE_OF = {k: CONTINUED_MTL for k in (*CONTINUED, *LATER_CANDIDATES)} | {
+    TAIL_HITTS: TAIL_MTL,
+    TAIL_MTL: TAIL_MTL,
+}
 """Runs trained on to the end of the schedule are measured against the MTL trained as far; the tail
 HiTTs against the tail MTL (their last validation epochs are both on ``wide_walls`` scenes)."""
 REAL_FRAMES = "nyuv2-mini"
