@@ -1380,6 +1380,12 @@ def print_material(rng: np.random.Generator, pitch: tuple[float, float] = TEXT_P
     return Material(T_PRINT, paper, ink, scale=rng.uniform(*pitch))
 
 
+def _sheet_size(rng: np.random.Generator, k: float) -> tuple[float, float]:
+    """(width, height) of a sheet ``k`` times A4, portrait 70 % of the time, else landscape."""
+    w, h = PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1]
+    return w * k, h * k
+
+
 def _sheet(rng: np.random.Generator, y0: float, x: float, z: float, w: float, h: float) -> Part:
     """A sheet of paper centred at local (x, z), its back at y0."""
     return _box(x - w / 2, x + w / 2, y0, y0 + 0.002, z - h / 2, z + h / 2, OBJECTS, print_material(rng), 1)
@@ -1387,10 +1393,8 @@ def _sheet(rng: np.random.Generator, y0: float, x: float, z: float, w: float, h:
 
 def make_paper(rng: np.random.Generator) -> Obj:
     """One loose sheet (portrait or landscape), a sign to a poster in size."""
-    k = rng.uniform(*PAPER_SCALE)
-    w, h = PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1]
-    w, h = w * k, h * k
-    return Obj([_box(-w / 2, w / 2, 0.0, 0.002, 0.0, h, OBJECTS, print_material(rng))], w, 0.002, h)
+    w, h = _sheet_size(rng, rng.uniform(*PAPER_SCALE))
+    return Obj([_sheet(rng, 0.0, 0.0, h / 2, w, h)], w, 0.002, h)
 
 
 def make_notice_board(rng: np.random.Generator) -> Obj:
@@ -1408,9 +1412,8 @@ def make_notice_board(rng: np.random.Generator) -> Obj:
         _box(-w / 2 + f, w / 2 - f, t, t + 0.002, f, h - f, OBJECTS, cork),
     ]
     for _ in range(int(rng.integers(1, 9))):
-        k = rng.uniform(0.5, 1.1)
-        sw, sh = PAPER_SIZE if rng.random() < 0.7 else PAPER_SIZE[::-1]
-        sw, sh = min(sw * k, w - 2 * f), min(sh * k, h - 2 * f)
+        sw, sh = _sheet_size(rng, rng.uniform(0.5, 1.1))
+        sw, sh = min(sw, w - 2 * f), min(sh, h - 2 * f)
         x = rng.uniform(-w / 2 + f + sw / 2, w / 2 - f - sw / 2)
         z = rng.uniform(f + sh / 2, h - f - sh / 2)
         parts.append(_sheet(rng, t + 0.002, x, z, sw, sh))
@@ -1460,9 +1463,16 @@ def make_door(rng: np.random.Generator) -> Obj:
         glass = Material(T_PAINT, _hsv(rng.uniform(0.05, 0.6), rng.uniform(0.0, 0.2), rng.uniform(0.1, 0.45)))
         parts.append(_box(-gw / 2, gw / 2, lt, lt + 0.002, h - 0.3 - gh, h - 0.3, WINDOW, glass, 3))
     for _ in range(int(rng.integers(0, 3))):
-        k = rng.uniform(0.6, 1.0)
+        k = rng.uniform(0.6, 1.0)  # portrait notices
         parts.append(
-            _sheet(rng, lt, rng.uniform(-0.15, 0.15) * w, rng.uniform(1.2, 1.6), 0.21 * k, 0.297 * k)
+            _sheet(
+                rng,
+                lt,
+                rng.uniform(-0.15, 0.15) * w,
+                rng.uniform(1.2, 1.6),
+                PAPER_SIZE[0] * k,
+                PAPER_SIZE[1] * k,
+            )
         )
     return Obj(parts, w + 2 * c, lt + 0.05, h + c)
 
