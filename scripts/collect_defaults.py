@@ -36,6 +36,7 @@ RUN_LABELS = {
     "wide-full/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 from the 6-epoch teacher (CPU, fp32)",
     "walls-tail/hitts": "HiTTs stage 1, 6 epochs (wide) + 2 on wide_walls (CPU, fp32)",
     "walls-tail/mtl": "MTL, 6 epochs (wide) + 2 on wide_walls (CPU, fp32)",
+    "walls-tail/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 from the walls-tail teacher, 8 epochs on wide_walls (CPU, fp32)",
 }
 """Run folder (relative to RUNS) -> its label; the order of the tables."""
 METRICS = (
@@ -57,15 +58,23 @@ LATER_CANDIDATES = ("wide-full/hitts_pseudo",)
 """Candidates that join once they have finished (added to the rule before they started)."""
 TAIL_HITTS, TAIL_MTL = "walls-tail/hitts", "walls-tail/mtl"
 """The shipped pair trained 2 more epochs on the ``wide_walls`` scenes (scripts/walls_tail_cpu.sh)."""
+WALLS_STAGE2 = "walls-tail/hitts_pseudo"
+"""Stage 2 of the tail HiTTs: discovery with ``TAIL_HITTS`` as teacher on the ``wide_walls`` training
+scenes, then HiTTs + L_p + L_f from scratch on them for 8 epochs (the teacher's and the tail MTL's
+epoch count), same split, recipe and seed (scripts/stage2_defaults_cpu.sh, FROM=walls-tail)."""
 REFERENCE_OF = {k: CONTINUED_MTL for k in (*CONTINUED, *LATER_CANDIDATES)} | {
     TAIL_HITTS: TAIL_MTL,
     TAIL_MTL: TAIL_MTL,
+    WALLS_STAGE2: TAIL_MTL,
 }
 """Runs trained on to the end of the schedule are measured against the MTL trained as far; the tail
-HiTTs against the tail MTL (their last validation epochs are both on ``wide_walls`` scenes)."""
+HiTTs and its stage 2 against the tail MTL (their last validation epochs are all on ``wide_walls``
+scenes)."""
 REAL_FRAMES = "nyuv2-mini"
 TAIL_EXPORTS = {"hitts": "hitts_walls", "mtl": "mtl_walls"}
 """Names of the tail pair's exports next to the shipped ``hitts`` and ``mtl`` in one evaluation."""
+WALLS_STAGE2_EXPORT = "hitts_walls_pseudo"
+"""The export name of ``WALLS_STAGE2`` in the same evaluation."""
 
 
 def read_run(folder: Path) -> dict | None:
@@ -135,30 +144,61 @@ def choose_shipped(runs: dict[str, dict]) -> dict:
     }
 
 
-def choose_walls_tail(runs: dict[str, dict], evaluation: dict) -> dict:
-    """The rule committed (README, "A tail on the walls of real rooms") before the tail's first epoch
-    ended. The tail pair (``TAIL_HITTS``, ``TAIL_MTL``) replaces the shipped pair if (1) the tail HiTTs
-    beats the tail MTL on the validation split (mean relative gain above 0; both last epochs on
-    ``wide_walls`` scenes), and (2) the tail HiTTs' mean relative gain over the shipped HiTTs on the
-    ten real frames (mIoU, pAcc, depth abs and rel error) is above 0. ``evaluation``: one
-    ``evaluate_shipped.py`` report of the four exports with ``--reference hitts``.
+def walls_candidate(runs: dict[str, dict], evaluation: dict, hitts: str, export: str) -> dict:
+    """The two conditions of the ``wide_walls`` rules for the HiTTs run ``hitts`` (exported as
+    ``export``), paired with the tail MTL: (1) its mean relative gain over ``TAIL_MTL`` on the
+    validation split (both last epochs on ``wide_walls`` scenes) is above 0, and (2) its mean relative
+    gain over the shipped HiTTs on the ten real frames (mIoU, pAcc, depth abs and rel error) is above 0.
+    ``evaluation``: one ``evaluate_shipped.py`` report with ``--reference hitts`` that holds ``export``.
 
     (2) reads the real frames: the generator profile is a design choice, which the issue lets the real
-    frames guide as long as every configuration evaluated on them is reported (all four are)."""
-    if not all(finished(runs.get(k)) for k in (TAIL_HITTS, TAIL_MTL)):
-        return {"decided": False, "why": "waiting for the tail runs"}
-    val_gain = val_gain_percent(runs[TAIL_HITTS], runs[TAIL_MTL])
-    real = evaluation.get("gain_over_reference", {}).get(REAL_FRAMES, {}).get(TAIL_EXPORTS["hitts"])
+    frames guide as long as every configuration evaluated on them is reported (all are)."""
+    if not all(finished(runs.get(k)) for k in (hitts, TAIL_MTL)):
+        return {"decided": False, "why": f"waiting for {hitts} and {TAIL_MTL}"}
+    val_gain = val_gain_percent(runs[hitts], runs[TAIL_MTL])
+    real = evaluation.get("gain_over_reference", {}).get(REAL_FRAMES, {}).get(export)
     if evaluation.get("reference") != "hitts" or real is None:
-        return {"decided": False, "why": "no real-frame gain of hitts_walls over the shipped hitts"}
-    real_gain = real["gain_percent"]
-    ship = val_gain is not None and val_gain > 0 and real_gain > 0
+        return {"decided": False, "why": f"no real-frame gain of {export} over the shipped hitts"}
     return {
         "decided": True,
-        "ship_tail": ship,
-        "tail_hitts_val_gain_over_tail_mtl": val_gain,
-        "tail_hitts_real_frame_gain_over_shipped_hitts": real_gain,
+        "ship": val_gain is not None and val_gain > 0 and real["gain_percent"] > 0,
+        "val_gain": val_gain,
+        "real_gain": real["gain_percent"],
         "real_frame_metrics": real["metrics"],
+    }
+
+
+def choose_walls_tail(runs: dict[str, dict], evaluation: dict) -> dict:
+    """The rule committed (README, "A tail on the walls of real rooms") before the tail's first epoch
+    ended: the tail pair (``TAIL_HITTS``, ``TAIL_MTL``) replaces the shipped pair if the tail HiTTs
+    meets both conditions of :func:`walls_candidate`."""
+    c = walls_candidate(runs, evaluation, TAIL_HITTS, TAIL_EXPORTS["hitts"])
+    if not c["decided"]:
+        return c
+    return {
+        "decided": True,
+        "ship_tail": c["ship"],
+        "tail_hitts_val_gain_over_tail_mtl": c["val_gain"],
+        "tail_hitts_real_frame_gain_over_shipped_hitts": c["real_gain"],
+        "real_frame_metrics": c["real_frame_metrics"],
+    }
+
+
+def choose_walls_stage2(runs: dict[str, dict], evaluation: dict) -> dict:
+    """The rule committed (README, "Stage 2 on the walls scenes") before the run's first epoch ended:
+    ``WALLS_STAGE2`` as the shipped HiTTs and ``TAIL_MTL`` as the shipped MTL replace the shipped pair
+    if ``WALLS_STAGE2`` meets both conditions of :func:`walls_candidate`."""
+    c = walls_candidate(runs, evaluation, WALLS_STAGE2, WALLS_STAGE2_EXPORT)
+    if not c["decided"]:
+        return c
+    return {
+        "decided": True,
+        "ship": c["ship"],
+        "hitts": WALLS_STAGE2,
+        "mtl": TAIL_MTL,
+        "stage2_val_gain_over_tail_mtl": c["val_gain"],
+        "stage2_real_frame_gain_over_shipped_hitts": c["real_gain"],
+        "real_frame_metrics": c["real_frame_metrics"],
     }
 
 
@@ -270,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("EVAL_JSON", "OUT_JSON"),
         help="apply choose_walls_tail to this evaluation (the four exports, --reference hitts)",
     )
+    p.add_argument(
+        "--walls-stage2-choice",
+        nargs=2,
+        type=Path,
+        metavar=("EVAL_JSON", "OUT_JSON"),
+        help="apply choose_walls_stage2 to this evaluation (with hitts_walls_pseudo, --reference hitts)",
+    )
     args = p.parse_args(argv)
     runs = {k: r for k in RUN_LABELS if (r := read_run(args.runs / k))}
     if not runs:
@@ -292,10 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.choice:
         args.choice.write_text(json.dumps(choose_shipped(runs), indent=2) + "\n")
         print(f"wrote {args.choice}")
-    if args.tail_choice:
-        evaluation, out = args.tail_choice
-        out.write_text(json.dumps(choose_walls_tail(runs, read_json(evaluation) or {}), indent=2) + "\n")
-        print(f"wrote {out}")
+    for rule, pair in (
+        (choose_walls_tail, args.tail_choice),
+        (choose_walls_stage2, args.walls_stage2_choice),
+    ):
+        if pair:
+            evaluation, out = pair
+            out.write_text(json.dumps(rule(runs, read_json(evaluation) or {}), indent=2) + "\n")
+            print(f"wrote {out}")
     print(f"wrote {args.out / 'defaults.md'} and {args.out / 'curves.png'}")
     return 0
 

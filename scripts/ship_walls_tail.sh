@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# After scripts/walls_tail_cpu.sh: when its rule (results/defaults/choice-walls-tail.json) says
-# "ship_tail", export the tail pair as the shipped `hitts` (with its fp16 variant) and `mtl`, and measure
-# them through the app's runtime into their manifests (10 real frames; 100 fresh scenes of the plain
-# generator and of `wide`, seed 2024), as scripts/ship_defaults_cpu.sh does for the 6-epoch pair.
+# After scripts/walls_tail_cpu.sh (RULE=tail) or scripts/walls_stage2_cpu.sh (RULE=stage2): when that
+# rule (results/defaults/choice-walls-RULE.json) ships its pair, export it as the shipped `hitts` (the
+# tail HiTTs or its stage 2, with the fp16 variant) and `mtl` (the tail MTL), and measure them through
+# the app's runtime into their manifests (10 real frames; 100 fresh scenes of the plain generator,
+# `wide` and `wide_walls`, seed 2024), as scripts/ship_defaults_cpu.sh does for the 6-epoch pair.
 #
-#   bash scripts/ship_walls_tail.sh [RUNS=runs/defaults]
+#   bash scripts/ship_walls_tail.sh [RUNS=runs/defaults] [RULE=tail|stage2]
 set -euo pipefail
 RUNS=${1:-runs/defaults}
+RULE=${2:-tail}
 PY=${PY:-python}
-CHOICE=results/defaults/choice-walls-tail.json
-ship=$($PY -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c.get("decided") and c.get("ship_tail"))' "$CHOICE")
+case $RULE in
+  tail) HITTS=walls-tail/hitts CHOICE=results/defaults/choice-walls-tail.json ;;
+  stage2) HITTS=walls-tail/hitts_pseudo CHOICE=results/defaults/choice-walls-stage2.json ;;
+  *) echo "RULE: tail or stage2, not '$RULE'" >&2; exit 2 ;;
+esac
+ship=$($PY -c 'import json, sys; c = json.load(open(sys.argv[1]))
+print(bool(c.get("decided") and c.get("ship", c.get("ship_tail"))))' "$CHOICE")
 if [ "$ship" != True ]; then
   echo "rule: the shipped pair stays ($CHOICE)"
   cat "$CHOICE"
   exit 0
 fi
-$PY -m trainer export --run "$RUNS/walls-tail/hitts" --out exports/hitts --name hitts --fp16
+$PY -m trainer export --run "$RUNS/$HITTS" --out exports/hitts --name hitts --fp16
 $PY -m trainer export --run "$RUNS/walls-tail/mtl" --out exports/mtl --name mtl
 $PY scripts/evaluate_shipped.py --seed 2024 --num 100 --profile nyu --update-manifest \
-  --out results/defaults/eval-tail-nyu.json
-$PY scripts/evaluate_shipped.py --seed 2024 --num 100 --profile wide --out results/defaults/eval-tail-wide.json
+  --out results/defaults/eval-$RULE-nyu.json
+for profile in wide wide_walls; do
+  $PY scripts/evaluate_shipped.py --seed 2024 --num 100 --profile $profile --out results/defaults/eval-$RULE-$profile.json
+done
 $PY scripts/space_files.py

@@ -132,6 +132,34 @@ def test_the_walls_tail_rule_needs_both_a_validation_win_over_its_mtl_and_real_f
     assert not collect_defaults.choose_walls_tail(runs, report(5.0))["ship_tail"]
 
 
+def test_the_walls_stage2_rule_ships_it_with_the_tail_mtl_on_a_validation_win_and_real_frames_gained() -> (
+    None
+):
+    def run(epochs_done: int, miou: float) -> dict:
+        r = _run(epochs_done, miou)
+        r["config"]["train"]["epochs"] = 8
+        return r
+
+    def report(real_gain: float, export: str = "hitts_walls_pseudo") -> dict:
+        gains = {export: {"gain_percent": real_gain, "metrics": ["m"]}}
+        return {"reference": "hitts", "gain_over_reference": {"nyuv2-mini": gains}}
+
+    # the tail HiTTs lost to the tail MTL; only the stage-2 run's own figures count
+    runs = {"walls-tail/hitts": run(8, 50.0), "walls-tail/mtl": run(8, 60.0)}
+    runs["walls-tail/hitts_pseudo"] = run(7, 66.0)
+    assert not collect_defaults.choose_walls_stage2(runs, report(1.0))["decided"]  # one epoch to go
+    runs["walls-tail/hitts_pseudo"] = run(8, 66.0)  # +10 % mIoU, the rest equal: +2 %
+    assert not collect_defaults.choose_walls_stage2(runs, report(1.0, export="hitts_walls"))["decided"]
+    choice = collect_defaults.choose_walls_stage2(runs, report(1.0))
+    assert choice["decided"] and choice["ship"]
+    assert (choice["hitts"], choice["mtl"]) == ("walls-tail/hitts_pseudo", "walls-tail/mtl")
+    assert choice["stage2_val_gain_over_tail_mtl"] == pytest.approx(2.0)
+    assert choice["stage2_real_frame_gain_over_shipped_hitts"] == 1.0
+    assert not collect_defaults.choose_walls_stage2(runs, report(-0.1))["ship"]  # real frames not gained
+    runs["walls-tail/hitts_pseudo"] = run(8, 59.0)  # loses to the tail MTL on validation
+    assert not collect_defaults.choose_walls_stage2(runs, report(9.0))["ship"]
+
+
 def test_continue_pair_copies_each_run_once_and_resumes_it_with_the_recipe(tmp_path: Path) -> None:
     """scripts/cpu_recipe.sh's continue_pair with a stand-in trainer: each source folder is copied once,
     the copy (not the source) is resumed with the shipped recipe, the shared split and the new epoch
