@@ -36,6 +36,8 @@ RUN_LABELS = {
     "wide-full/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 from the 6-epoch teacher (CPU, fp32)",
     "walls-tail/hitts": "HiTTs stage 1, 6 epochs (wide) + 2 on wide_walls (CPU, fp32)",
     "walls-tail/mtl": "MTL, 6 epochs (wide) + 2 on wide_walls (CPU, fp32)",
+    "wide-tail/hitts": "HiTTs stage 1, 6 epochs (wide) + 2 more on wide: the walls tail's control (CPU, fp32)",
+    "wide-tail/mtl": "MTL, 6 epochs (wide) + 2 more on wide: the walls tail's control (CPU, fp32)",
     "walls-tail/hitts_pseudo": "HiTTs + L_p + L_f, stage 2 from the walls-tail teacher, 8 epochs on wide_walls (CPU, fp32)",
 }
 """Run folder (relative to RUNS) -> its label; the order of the tables."""
@@ -66,10 +68,12 @@ REFERENCE_OF = {k: CONTINUED_MTL for k in (*CONTINUED, *LATER_CANDIDATES)} | {
     TAIL_HITTS: TAIL_MTL,
     TAIL_MTL: TAIL_MTL,
     WALLS_STAGE2: TAIL_MTL,
+    "wide-tail/hitts": "wide-tail/mtl",
+    "wide-tail/mtl": "wide-tail/mtl",
 }
 """Runs trained on to the end of the schedule are measured against the MTL trained as far; the tail
 HiTTs and its stage 2 against the tail MTL (their last validation epochs are all on ``wide_walls``
-scenes)."""
+scenes); the control tail's HiTTs against the control tail's MTL."""
 REAL_FRAMES = "nyuv2-mini"
 TAIL_EXPORTS = {"hitts": "hitts_walls", "mtl": "mtl_walls"}
 """Names of the tail pair's exports next to the shipped ``hitts`` and ``mtl`` in one evaluation."""

@@ -4,45 +4,58 @@
 # whiteboards on the walls, doors, off-white paint, views nearer level), on a CPU, then exported and
 # measured through the app's runtime, and the committed rule (collect_defaults.choose_walls_tail;
 # README, "A tail on the walls of real rooms") applied. It does not change exports/: when the rule
-# says so, scripts/ship_walls_tail.sh does.
+# says so, scripts/ship_walls_tail.sh does. PROFILE=wide runs the control instead: the same 2 epochs
+# on the `wide` scenes the pair was trained on (OUT wide-tail, exports *_tail, no rule: it separates
+# what the walls scenes did from what two more epochs do).
 #
 # Each run is a copy of its 6-epoch run folder resumed with train.epochs=8: the same split (scene i of
 # the wide_walls set takes the labels scene i of the wide set had), recipe, seed and quantisers; the
 # poly schedule continues from epoch 6 of 8 (learning rate 0.29x, then 0.15x the base), Adam's moments
-# carried on. Epochs 7-8 are validated on the wide_walls scenes the split holds out. The two runs train
-# side by side, one thread each; run the script again to continue (--resume).
+# carried on. Epochs 7-8 are validated on the scenes the split holds out. The two runs train side by
+# side, one thread each; run the script again to continue (--resume).
 #
 #   bash scripts/walls_tail_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-walls]
+#   PROFILE=wide bash scripts/walls_tail_cpu.sh runs/defaults /tmp/defaults/data-wide   # the control
 #   (data: python -m trainer prepare --out /tmp/defaults/data-walls --num-train 2400 --num-test 654
 #          --seed 0 --height 288 --width 384 --profile wide_walls)
 set -euo pipefail
 RUNS=${1:-runs/defaults}
 DATA=${2:-/tmp/defaults/data-walls}
+PROFILE=${PROFILE:-wide_walls}
 PY=${PY:-python}
 W=$RUNS/wide
 SRC=$RUNS/wide-full
-OUT=$RUNS/walls-tail
+case $PROFILE in
+  wide_walls) NAME=walls-tail SUFFIX=_walls ;;
+  wide) NAME=wide-tail SUFFIX=_tail ;;
+  *) echo "PROFILE: wide_walls or wide, not '$PROFILE'" >&2; exit 2 ;;
+esac
+OUT=$RUNS/$NAME
 TAIL_EPOCHS=8
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=60 OMP_NUM_THREADS=${THREADS:-1}
 source "$(dirname "$0")/cpu_recipe.sh"
 continue_pair "$OUT" "$DATA" $TAIL_EPOCHS "$W" "$SRC/hitts" "$SRC/mtl"
 stamp_history "epochs 1-3 on an H200 (bf16) and 4-6 on a 2-core CPU (fp32, Adam restarted at epoch 4) \
-on the 'wide' scenes; epochs 7-8 on a 2-core CPU (fp32) on the 'wide_walls' scenes, the poly schedule \
+on the 'wide' scenes; epochs 7-8 on a 2-core CPU (fp32) on the '$PROFILE' scenes, the poly schedule \
 extended from 6 to 8 epochs (scripts/walls_tail_cpu.sh)" "$OUT"/{hitts,mtl}/metrics.json
 # the four exports side by side: the shipped pair (copied) and the tail pair
 EXP=$OUT/exports
 mkdir -p "$EXP"
 for arch in hitts mtl; do
   rm -rf "${EXP:?}/$arch" && cp -r "exports/$arch" "$EXP/$arch"
-  $PY -m trainer export --run "$OUT/$arch" --out "$EXP/${arch}_walls" --name "${arch}_walls"
+  $PY -m trainer export --run "$OUT/$arch" --out "$EXP/$arch$SUFFIX" --name "$arch$SUFFIX"
 done
-mkdir -p results/runs/defaults/walls-tail
-(cd "$RUNS" && find walls-tail -maxdepth 2 \( -name '*.json' -o -name '*.jsonl' \) | tar cf - -T -) |
+mkdir -p results/runs/defaults/$NAME
+(cd "$RUNS" && find $NAME -maxdepth 2 \( -name '*.json' -o -name '*.jsonl' \) | tar cf - -T -) |
   tar xf - -C results/runs/defaults
 for profile in wide_walls wide; do
   $PY scripts/evaluate_shipped.py --exports "$EXP" --seed 2024 --num 100 --profile $profile \
-    --reference hitts --out results/defaults/eval-walls-tail-$profile.json
+    --reference hitts --out results/defaults/eval-$NAME-$profile.json
 done
-PY=$PY bash scripts/collect_defaults.sh \
-  --tail-choice results/defaults/eval-walls-tail-wide_walls.json results/defaults/choice-walls-tail.json
-cat results/defaults/choice-walls-tail.json
+if [ "$PROFILE" = wide_walls ]; then
+  PY=$PY bash scripts/collect_defaults.sh \
+    --tail-choice results/defaults/eval-walls-tail-wide_walls.json results/defaults/choice-walls-tail.json
+  cat results/defaults/choice-walls-tail.json
+else
+  PY=$PY bash scripts/collect_defaults.sh
+fi
