@@ -206,6 +206,14 @@ def choose_walls_stage2(runs: dict[str, dict], evaluation: dict) -> dict:
     }
 
 
+EVALUATION_RULES = {
+    "tail_choice": (choose_walls_tail, "the shipped and the tail pair's exports"),
+    "walls_stage2_choice": (choose_walls_stage2, "with hitts_walls_pseudo"),
+}
+"""The rules that read an ``evaluate_shipped.py`` report: command-line option (``--tail-choice EVAL OUT``)
+-> (rule, what the report must hold)."""
+
+
 def run_table(runs: dict[str, dict]) -> list[str]:
     head = (
         "| run | data | epochs done | images/s (last epoch) | val gain vs MTL (same epochs) | "
@@ -307,20 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("results/defaults"))
     p.add_argument("--ablation", type=Path, help="results/defaults/ablation-cpu")
     p.add_argument("--choice", type=Path, help="write choose_shipped's decision to this JSON")
-    p.add_argument(
-        "--tail-choice",
-        nargs=2,
-        type=Path,
-        metavar=("EVAL_JSON", "OUT_JSON"),
-        help="apply choose_walls_tail to this evaluation (the four exports, --reference hitts)",
-    )
-    p.add_argument(
-        "--walls-stage2-choice",
-        nargs=2,
-        type=Path,
-        metavar=("EVAL_JSON", "OUT_JSON"),
-        help="apply choose_walls_stage2 to this evaluation (with hitts_walls_pseudo, --reference hitts)",
-    )
+    for dest, (rule, holds) in EVALUATION_RULES.items():
+        p.add_argument(
+            "--" + dest.replace("_", "-"),
+            nargs=2,
+            type=Path,
+            metavar=("EVAL_JSON", "OUT_JSON"),
+            help=f"apply {rule.__name__} to this evaluation ({holds}, --reference hitts)",
+        )
     args = p.parse_args(argv)
     runs = {k: r for k in RUN_LABELS if (r := read_run(args.runs / k))}
     if not runs:
@@ -343,11 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.choice:
         args.choice.write_text(json.dumps(choose_shipped(runs), indent=2) + "\n")
         print(f"wrote {args.choice}")
-    for rule, pair in (
-        (choose_walls_tail, args.tail_choice),
-        (choose_walls_stage2, args.walls_stage2_choice),
-    ):
-        if pair:
+    for dest, (rule, _) in EVALUATION_RULES.items():
+        if pair := getattr(args, dest):
             evaluation, out = pair
             out.write_text(json.dumps(rule(runs, read_json(evaluation) or {}), indent=2) + "\n")
             print(f"wrote {out}")
