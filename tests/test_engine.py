@@ -66,6 +66,32 @@ def test_loss_falls_and_log_has_every_term(tmp_path: Path) -> None:
     assert state["epoch"] == 3 and state["tasks"] == ["toy"]
 
 
+def test_channels_last_on_cpu_trains_the_same_with_nchw_loss_inputs(tmp_path: Path) -> None:
+    """channels_last_on_cpu: the model steps in channels-last memory, the loss sees NCHW outputs,
+    and the losses are those of the contiguous run (same maths, other kernels; no dropout, whose mask
+    follows the memory layout)."""
+    seen: list[bool] = []
+
+    def no_dropout_model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+
+    def loss(outputs: torch.Tensor, batch: dict) -> dict:
+        seen.append(outputs.is_contiguous())
+        return toy_loss(outputs, batch)
+
+    cfg = replace(CFG, epochs=2)
+    plain = fit(no_dropout_model(), NoisyToyData(), loss, cfg, tmp_path / "plain", META)
+    assert all(seen)
+    seen.clear()
+    model = no_dropout_model()
+    fast = fit(model, NoisyToyData(), loss, replace(cfg, channels_last_on_cpu=True), tmp_path / "cl", META)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert seen and all(seen)
+    for a, b in zip(plain, fast):
+        assert b["train/mse"] == pytest.approx(a["train/mse"], rel=1e-5)
+
+
 def test_nan_loss_stops_naming_step_terms_and_checkpoint(tmp_path: Path) -> None:
     calls = {"n": 0}
 

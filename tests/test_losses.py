@@ -159,6 +159,26 @@ def test_pseudo_mask_respected():
     assert out["total"].item() == pytest.approx((out["L_s"] + out["L_p"]).item())
 
 
+def test_l_s_and_l_p_from_one_pass_each_have_their_own_value():
+    """compute_losses computes L_i once per task for L_s and L_p together (each image with its own
+    target): L_s is bit for bit the ground-truth-only value, and L_p/depth, L_p/normals equal a pass
+    of pixel_task_loss over the unlabelled images' pseudo labels alone (regression target: the centre)."""
+    labelled = [[True, False, True], [False, True, False]]
+    outputs, batch = make_outputs(), make_batch(labelled)
+    qs = quantisers()
+    both = compute_losses(outputs, batch, NYUD, qs, use_pseudo=True)
+    alone = compute_losses(outputs, batch, NYUD, qs)
+    for s in NYUD:
+        assert torch.equal(both[f"L_s/{s.name}"], alone[f"L_s/{s.name}"])
+    for s in (DEPTH, NORMALS):
+        unlabelled = [k for k in range(B) if not labelled[k][NYUD.index(s)]]
+        pseudo = batch[f"pseudo/{s.name}"][unlabelled]
+        centre = qs[s.name].index_to_value(pseudo)
+        loss, _ = pixel_task_loss(s, outputs["logits"][s.name][unlabelled], pseudo, centre, qs[s.name])
+        expected = (batch[f"pseudo_mask/{s.name}"][unlabelled] * loss).sum() / (len(unlabelled) * H * W)
+        assert both[f"L_p/{s.name}"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_pseudo_regression_target_is_the_centre():
     """For depth, L_p's regression part uses index_to_value(pseudo): a confident prediction of the
     pseudo bin has L1 ~ 0, so L_p ~ CE ~ 0."""

@@ -156,6 +156,11 @@ class TrainConfig:
         nothing: default None, no clipping).
     sync_every: the loop reads its loss sums on the host (finite-loss check, progress bar) once
         every this many steps and at the end of each epoch, never per step (a read waits for the GPU).
+    channels_last: model and images in channels-last memory on CUDA. channels_last_on_cpu: on a CPU
+        too (the model only: its outputs go back to NCHW before the losses, which run 1.8x slower on
+        channels-last logits there). A step of the shipped 288x384 model at 2 threads: 1.14x faster
+        (``benchmarks/bench_train_step.py``); off by default, so the tests' small models keep their
+        kernels. The CPU scripts of the default models turn it on.
     """
 
     epochs: int = 400
@@ -170,6 +175,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
+    channels_last_on_cpu: bool = False
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
     grad_clip_norm: float | None = None

@@ -124,13 +124,21 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def fp32_outputs(outputs: Any) -> Any:
-    """Cast floating tensors of a (nested) model output to float32, so losses run in full precision."""
+def fp32_outputs(outputs: Any, contiguous: bool = False) -> Any:
+    """Cast floating tensors of a (nested) model output to float32, so losses run in full precision;
+    with ``contiguous``, also in the default (NCHW) memory layout."""
     if torch.is_tensor(outputs):
-        return outputs.float() if outputs.is_floating_point() else outputs
+        out = outputs.float() if outputs.is_floating_point() else outputs
+        return out.contiguous() if contiguous else out
     if isinstance(outputs, dict):
-        return {k: fp32_outputs(v) for k, v in outputs.items()}
+        return {k: fp32_outputs(v, contiguous) for k, v in outputs.items()}
     return outputs
+
+
+def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the model trains in channels-last memory on ``device`` (``TrainConfig.channels_last``
+    on CUDA, ``channels_last_on_cpu`` elsewhere)."""
+    return cfg.channels_last if device.type == "cuda" else cfg.channels_last_on_cpu
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -178,14 +186,14 @@ def restart_optimizer(sched: torch.optim.lr_scheduler.LRScheduler, start_epoch: 
 
 
 def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Training:
-    """Device, channels_last, fused Adam (CUDA), scheduler; every state restored from the checkpoint
+    """Device, channels_last (``uses_channels_last``), fused Adam (CUDA), scheduler; every state restored from the checkpoint
     with ``resume``; the log truncated to the epochs that checkpoint covers."""
     rank, world = distributed_context()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
+    if uses_channels_last(cfg, device):
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
@@ -216,12 +224,13 @@ def train_step(
     Nothing here reads a value back to the host, so the GPU is never waited for."""
     batch = to_device(batch, t.device)
     image = batch["image"]
-    if t.device.type == "cuda" and cfg.channels_last:
+    channels_last = uses_channels_last(cfg, t.device)
+    if channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
     amp = t.device.type == "cuda" and cfg.amp
     with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
         outputs = t.net(image)
-    losses = loss_fn(fp32_outputs(outputs), batch)
+    losses = loss_fn(fp32_outputs(outputs, contiguous=channels_last and t.device.type != "cuda"), batch)
     t.opt.zero_grad(set_to_none=True)
     losses["total"].backward()
     if cfg.grad_clip_norm:  # the norm stays a tensor and the scaling is a multiply: no host sync

@@ -85,7 +85,11 @@ def evaluate_model(
     meter = MultiTaskMeter(specs)
     for batch in DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False):
         logits = model(batch["image"].to(device))["logits"]
-        outputs = {s.name: logits_to_outputs(s, logits[s.name].float(), quantisers[s.name]) for s in specs}
+        # NCHW whatever the model's memory format: the decoding reduces over the class axis
+        outputs = {
+            s.name: logits_to_outputs(s, logits[s.name].float().contiguous(), quantisers[s.name])
+            for s in specs
+        }
         meter.update(outputs, {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
     model.train(was_training)
     return meter.compute()
