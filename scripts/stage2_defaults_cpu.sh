@@ -3,7 +3,7 @@
 # teacher, then HiTTs + L_p + L_f from scratch on the same split and recipe as the teacher and the MTL
 # (scripts/train_defaults.py's), with their 6-epoch poly schedule stopped after STOP_AFTER epochs, the
 # point the GPU call's deadline stopped them at; the test split is evaluated once by
-# scripts/finish_stopped_run.py. About 33 minutes an epoch at 288x384 on 2 cores (discovery: 16 minutes).
+# scripts/finish_stopped_run.py. About 23 minutes an epoch at 288x384 on 2 cores (discovery: 10 minutes).
 #
 #   bash scripts/stage2_defaults_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-wide]
 #   RESUME=--resume bash scripts/stage2_defaults_cpu.sh   # continue a killed run from its checkpoint

@@ -5,7 +5,7 @@
 # through the app's runtime beside the shipped and the tail pairs (10 real frames; 100 fresh
 # `wide_walls` and `wide` scenes, seed 2024), and its rule applied (collect_defaults.choose_walls_stage2;
 # README, "Stage 2 on the walls scenes"). It does not change exports/: when the rule says so,
-# `scripts/ship_walls_tail.sh RUNS stage2` does. About 16 minutes of discovery and 33 an epoch on 2
+# `scripts/ship_walls_tail.sh RUNS stage2` does. About 10 minutes of discovery and 23 an epoch on 2
 # cores; run it again to continue a killed run (it resumes from the last finished epoch).
 #
 #   bash scripts/walls_stage2_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-walls]

@@ -186,8 +186,8 @@ def restart_optimizer(sched: torch.optim.lr_scheduler.LRScheduler, start_epoch: 
 
 
 def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Training:
-    """Device, channels_last (``uses_channels_last``), fused Adam (CUDA), scheduler; every state restored from the checkpoint
-    with ``resume``; the log truncated to the epochs that checkpoint covers."""
+    """Device, channels_last (``uses_channels_last``), fused Adam (CUDA), scheduler; every state
+    restored from the checkpoint with ``resume``; the log truncated to the epochs that checkpoint covers."""
     rank, world = distributed_context()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
