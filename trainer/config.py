@@ -157,7 +157,7 @@ class TrainConfig:
     sync_every: the loop reads its loss sums on the host (finite-loss check, progress bar) once
         every this many steps and at the end of each epoch, never per step (a read waits for the GPU).
     channels_last: model and images in channels-last memory on CUDA. channels_last_on_cpu: on a CPU
-        too (the model only: its outputs go back to NCHW before the losses, which run 1.8x slower on
+        too (the model only: its outputs go back to NCHW before the losses, which run about 1.6x slower on
         channels-last logits there). A stage-2 step of the shipped 288x384 model at 2 threads: 1.15x
         faster (``benchmarks/bench_cpu_stage2_step.py``); off by default, so the tests' small models
         keep their kernels. The CPU scripts of the default models turn it on.
