@@ -104,6 +104,15 @@ def _ignore_where(keep: torch.Tensor, target: torch.Tensor, ignore_value: float 
     return torch.where(keep, target, torch.full_like(target, ignore_value))
 
 
+def _ground_truth(
+    spec: TaskSpec, target: torch.Tensor, labelled: torch.Tensor, quantiser: Quantiser, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(class index (B, H, W), regression target or None) of the ground truth, with the task's ignore
+    value on the images that do not label it (no arithmetic on their targets)."""
+    target = _ignore_where(labelled, target, quantiser.ignore_value)
+    return quantiser.to_index(target), None if spec.is_classification else target.to(dtype)
+
+
 def _supervised_term(
     spec: TaskSpec,
     logits: torch.Tensor,
@@ -113,9 +122,7 @@ def _supervised_term(
     form: str = "paper",
 ) -> torch.Tensor:
     """L_s/i: mean of L_i over the valid pixels of the labelled images (0 if none)."""
-    target = _ignore_where(labelled, target, quantiser.ignore_value)
-    index = quantiser.to_index(target)
-    reg_target = None if spec.is_classification else target.to(logits.dtype)
+    index, reg_target = _ground_truth(spec, target, labelled, quantiser, logits.dtype)
     loss, valid = pixel_task_loss(spec, logits, index, reg_target, quantiser, form)
     # loss is exactly 0 off the valid pixels: with none, 0 / 1 = 0.0, still on the graph
     return loss.sum() / valid.sum().clamp_min(1)
@@ -140,14 +147,14 @@ def _supervised_and_pseudo_terms(
 
     L_p/i: sum of M_p * L_i(G', pseudo) over the unlabelled images / their pixel count (0 if none).
     """
-    gt = _ignore_where(labelled, target, quantiser.ignore_value)
+    gt_index, gt_value = _ground_truth(spec, target, labelled, quantiser, logits.dtype)
     pseudo_index = _ignore_where(~labelled, pseudo.long(), IGNORE_LABEL)
     per_image = labelled.view(-1, 1, 1)
-    index = torch.where(per_image, quantiser.to_index(gt), pseudo_index)
+    index = torch.where(per_image, gt_index, pseudo_index)
     reg_target = None
-    if not spec.is_classification:
+    if gt_value is not None:
         pseudo_value = quantiser.index_to_value(pseudo_index).to(logits.dtype)
-        reg_target = torch.where(per_image.unsqueeze(1), gt.to(logits.dtype), pseudo_value)
+        reg_target = torch.where(per_image.unsqueeze(1), gt_value, pseudo_value)
     loss, valid = pixel_task_loss(spec, logits, index, reg_target, quantiser, form)
     supervised = valid & per_image
     zero = torch.zeros_like(loss)
