@@ -1,4 +1,4 @@
-# Sourced by the CPU scripts (stage2_defaults_cpu.sh, finish_schedule_cpu.sh, walls_tail_cpu.sh): the --set overrides of the shipped
+# Sourced by the CPU scripts (stage2_defaults_cpu.sh, finish_schedule_cpu.sh, walls_tail_cpu.sh, walls_stage2_cpu.sh): the --set overrides of the shipped
 # runs (scripts/train_defaults.py's recipe for the `wide` profile with one data worker for 2 cores;
 # HiTTs adds train_defaults.HITTS_SWITCHES), so the CPU runs train exactly as the GPU ones did; plus
 # channels-last memory on the CPU, which changes the kernels, not the maths.
@@ -56,4 +56,12 @@ for path in sys.argv[2:]:
     result = json.load(open(path))
     result["history"] = sys.argv[1]
     json.dump(result, open(path, "w"), indent=2)' "$text" "$@"
+}
+
+# save_records RUNS FOLDER: the small files of RUNS/FOLDER's run folders (config, log, metrics,
+# quantisers: *.json and *.jsonl, two levels deep) copied into results/runs/defaults/FOLDER.
+save_records() {
+  mkdir -p "results/runs/defaults/$2"
+  (cd "$1" && find "$2" -maxdepth 2 \( -name '*.json' -o -name '*.jsonl' \) | tar cf - -T -) |
+    tar xf - -C results/runs/defaults
 }

@@ -45,9 +45,7 @@ for arch in hitts mtl; do
   rm -rf "${EXP:?}/$arch" && cp -r "exports/$arch" "$EXP/$arch"
   $PY -m trainer export --run "$OUT/$arch" --out "$EXP/$arch$SUFFIX" --name "$arch$SUFFIX"
 done
-mkdir -p results/runs/defaults/$NAME
-(cd "$RUNS" && find $NAME -maxdepth 2 \( -name '*.json' -o -name '*.jsonl' \) | tar cf - -T -) |
-  tar xf - -C results/runs/defaults
+save_records "$RUNS" "$NAME"
 for profile in wide_walls wide; do
   $PY scripts/evaluate_shipped.py --exports "$EXP" --seed 2024 --num 100 --profile $profile \
     --reference hitts --out results/defaults/eval-$NAME-$profile.json
