@@ -64,12 +64,15 @@ WALLS_STAGE2 = "walls-tail/hitts_pseudo"
 """Stage 2 of the tail HiTTs: discovery with ``TAIL_HITTS`` as teacher on the ``wide_walls`` training
 scenes, then HiTTs + L_p + L_f from scratch on them for 8 epochs (the teacher's and the tail MTL's
 epoch count), same split, recipe and seed (scripts/stage2_defaults_cpu.sh, FROM=walls-tail)."""
+CONTROL_HITTS, CONTROL_MTL = "wide-tail/hitts", "wide-tail/mtl"
+"""The tail's control: the shipped pair trained 2 more epochs on ``wide`` scenes
+(``PROFILE=wide scripts/walls_tail_cpu.sh``); measured, no rule reads it."""
 REFERENCE_OF = {k: CONTINUED_MTL for k in (*CONTINUED, *LATER_CANDIDATES)} | {
     TAIL_HITTS: TAIL_MTL,
     TAIL_MTL: TAIL_MTL,
     WALLS_STAGE2: TAIL_MTL,
-    "wide-tail/hitts": "wide-tail/mtl",
-    "wide-tail/mtl": "wide-tail/mtl",
+    CONTROL_HITTS: CONTROL_MTL,
+    CONTROL_MTL: CONTROL_MTL,
 }
 """Runs trained on to the end of the schedule are measured against the MTL trained as far; the tail
 HiTTs and its stage 2 against the tail MTL (their last validation epochs are all on ``wide_walls``
