@@ -241,6 +241,20 @@ def run_table(runs: dict[str, dict]) -> list[str]:
     return lines
 
 
+def epoch_table(runs: dict[str, dict]) -> list[str]:
+    """Every run's validation figures epoch by epoch, each epoch's gain against the last validation
+    epoch of the run's reference (the figure its rule reads once the run has ended)."""
+    lines = ["| run | epoch | " + " | ".join(n for _, _, n in METRICS) + " | val gain vs reference's last epoch |"]
+    lines.append("|" + "---|" * (3 + len(METRICS)))
+    for key, r in runs.items():
+        reference = runs.get(REFERENCE_OF.get(key, REFERENCE_RUN))
+        for epoch, record in enumerate(r["log"], start=1):
+            cells = [fmt(record.get(f"val/{task}/{metric}")) for task, metric, _ in METRICS]
+            gain = val_gain({"log": [record]}, reference) if reference is not r else "ref"
+            lines.append(f"| {RUN_LABELS[key]} | {epoch} | " + " | ".join(cells) + f" | {gain} |")
+    return lines
+
+
 def eval_table(docs: list[tuple[str, dict]]) -> list[str]:
     """Exported models through the app's runtime: one ``scripts/evaluate_shipped.py`` JSON per
     label (e.g. "previous, fresh nyu scenes"), each with its real-frame and synthetic results."""
@@ -336,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [e.split("=", 1) for e in args.eval]
         docs = [(label, read_json(Path(path))) for label, path in pairs]
         lines += ["## Exported models through the app's runtime", "", *eval_table(docs)]
+    lines += ["", "## Validation, epoch by epoch", "", *epoch_table(runs)]
     if args.ablation:
         lines += [
             "",

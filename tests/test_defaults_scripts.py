@@ -63,6 +63,16 @@ def test_validation_gain_is_the_mean_relative_gain_over_the_mtl_run() -> None:
     assert collect_defaults.val_gain({"log": []}, mtl) == "–"
 
 
+def test_the_epoch_table_has_a_row_per_epoch_with_its_gain_over_the_references_last_epoch() -> None:
+    mtl = {"log": [_log(10, 10, 1, 1, 1), _log(50.0, 80.0, 0.5, 0.2, 20.0)]}
+    hitts = {"log": [_log(45.0, 80.0, 0.5, 0.2, 20.0), _log(55.0, 80.0, 0.55, 0.18, 20.0)]}
+    rows = collect_defaults.epoch_table({"wide/mtl-pipeline/mtl": mtl, "wide/hitts": hitts})[2:]
+    assert len(rows) == 4
+    assert rows[0].endswith("| 1 | 10.00 | 10.00 | 1.00 | 1.00 | 1.00 | ref |")
+    assert rows[2].split(" | ")[1:3] == ["1", "45.00"] and rows[2].endswith("| -2.00 % |")
+    assert rows[3].endswith("| +2.00 % |")  # the same figures as test_validation_gain above
+
+
 def _run(epochs_done: int, miou: float, stopped: str = "") -> dict:
     logs = [_log(miou, 80.0, 0.5, 0.2, 20.0)] * epochs_done
     metrics = {"test_metrics": {"semseg": {"miou": miou}}, **({"stopped": stopped} if stopped else {})}
