@@ -244,7 +244,9 @@ def run_table(runs: dict[str, dict]) -> list[str]:
 def epoch_table(runs: dict[str, dict]) -> list[str]:
     """Every run's validation figures epoch by epoch, each epoch's gain against the last validation
     epoch of the run's reference (the figure its rule reads once the run has ended)."""
-    lines = ["| run | epoch | " + " | ".join(n for _, _, n in METRICS) + " | val gain vs reference's last epoch |"]
+    lines = [
+        "| run | epoch | " + " | ".join(n for _, _, n in METRICS) + " | val gain vs reference's last epoch |"
+    ]
     lines.append("|" + "---|" * (3 + len(METRICS)))
     for key, r in runs.items():
         reference = runs.get(REFERENCE_OF.get(key, REFERENCE_RUN))
