@@ -63,7 +63,9 @@ def figures_text(
 
 
 def training_text(m: Manifest) -> str:
-    """``trained on synthetic scenes only (795 scenes, generator seed 0; 288x384, 40 epochs, stage 2, one-label)``."""
+    """``trained on synthetic scenes only (795 scenes, generator seed 0; 288x384, 40 epochs, stage 2, one-label)``,
+    then the manifest's ``history`` where it has one (where and on what each part of the schedule ran,
+    e.g. a pair trained on one generator profile and tailed on another)."""
     t = m.trained_on
     if not t:
         return f"training data {NOT_MEASURED.replace('measured', 'recorded')}"
@@ -83,7 +85,9 @@ def training_text(m: Manifest) -> str:
     shape += [epochs, f"stage {m.stage}" if m.stage else ""]
     shape.append(str(t.get("setting", "")))
     inner = ", ".join(details) + "; " + ", ".join(s for s in shape if s)
-    return f"trained on {what} ({inner.strip('; ')})"
+    history = t.get("history")
+    how = f": {history}" if isinstance(history, str) and history.strip() else ""
+    return f"trained on {what} ({inner.strip('; ')}){how}"
 
 
 def validation_text(m: Manifest) -> str:

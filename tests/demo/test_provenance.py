@@ -95,6 +95,20 @@ def test_a_run_stopped_early_says_how_many_of_its_epochs_it_trained(tmp_path):
     assert "288x384, 3 of 6 scheduled epochs (stopped early), stage 2" in model_line(m, current_digest(m))
 
 
+def test_the_training_history_follows_the_training_data(tmp_path):
+    """A model tailed on another profile says so: the profile and epochs alone would hide it."""
+    fields = full_fields()
+    fields["trained_on"]["history"] = "epochs 1-6 on the 'wide' scenes; 7-8 on the 'wide_walls' scenes"
+    m = load_manifest(export_with(tmp_path / "mtl", **fields))
+    assert (
+        "stage 2, one-label): epochs 1-6 on the 'wide' scenes; 7-8 on the 'wide_walls' scenes · "
+        in model_line(m)
+    )
+    fields["trained_on"]["history"] = "  "
+    m = load_manifest(export_with(tmp_path / "mtl", **fields))
+    assert "stage 2, one-label) · " in model_line(m)
+
+
 def test_figures_measured_on_other_model_files_are_flagged(tmp_path):
     folder = export_with(tmp_path / "hitts", **full_fields("0" * 64))
     m = load_manifest(folder)
