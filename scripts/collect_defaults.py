@@ -77,6 +77,12 @@ REFERENCE_OF = {k: CONTINUED_MTL for k in (*CONTINUED, *LATER_CANDIDATES)} | {
 """Runs trained on to the end of the schedule are measured against the MTL trained as far; the tail
 HiTTs and its stage 2 against the tail MTL (their last validation epochs are all on ``wide_walls``
 scenes); the control tail's HiTTs against the control tail's MTL."""
+TEACHER_OF = {
+    "wide/hitts_pseudo": "wide/hitts",
+    "wide-full/hitts_pseudo": "wide-full/hitts",
+    WALLS_STAGE2: TAIL_HITTS,
+}
+"""Each stage-2 run -> the stage-1 HiTTs whose pseudo labels and feature targets it trained on."""
 REAL_FRAMES = "nyuv2-mini"
 TAIL_EXPORTS = {"hitts": "hitts_walls", "mtl": "mtl_walls"}
 """Names of the tail pair's exports next to the shipped ``hitts`` and ``mtl`` in one evaluation."""
@@ -111,6 +117,16 @@ def val_gain(run: dict, reference: dict | None) -> str:
     if reference is None or run is reference:
         return "ref" if run is reference else "–"
     gain = val_gain_percent(run, reference)
+    return "–" if gain is None else f"{gain:+.2f} %"
+
+
+def test_gain(run: dict, reference: dict | None) -> str:
+    """The mean relative gain over ``METRICS`` on the test split (evaluated once, at a run's end) as a
+    table cell; "–" until both runs have one."""
+    mine, ref = (r["metrics"].get("test_metrics") if r else None for r in (run, reference))
+    if not mine or not ref:
+        return "–"
+    gain = gain_over(mine, ref, [(t, m) for t, m, _ in METRICS])["gain_percent"]
     return "–" if gain is None else f"{gain:+.2f} %"
 
 
@@ -257,6 +273,26 @@ def epoch_table(runs: dict[str, dict]) -> list[str]:
     return lines
 
 
+def teacher_table(runs: dict[str, dict]) -> list[str]:
+    """Each stage-2 run against its teacher (``TEACHER_OF``) and against its reference MTL, on the
+    validation split (last epochs) and on the test split (once both have ended)."""
+    lines = [
+        "| stage 2 | epochs done | val gain vs teacher | test gain vs teacher | val gain vs MTL | test gain vs MTL |",
+        "|" + "---|" * 6,
+    ]
+    for key, teacher_key in TEACHER_OF.items():
+        if (r := runs.get(key)) is None:
+            continue
+        teacher, mtl = runs.get(teacher_key), runs.get(REFERENCE_OF.get(key, REFERENCE_RUN))
+        cells = [val_gain(r, teacher), test_gain(r, teacher), val_gain(r, mtl), test_gain(r, mtl)]
+        lines.append(
+            f"| {RUN_LABELS[key]} | {len(r['log'])} / {r['config']['train']['epochs']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
+
+
 def eval_table(docs: list[tuple[str, dict]]) -> list[str]:
     """Exported models through the app's runtime: one ``scripts/evaluate_shipped.py`` JSON per
     label (e.g. "previous, fresh nyu scenes"), each with its real-frame and synthetic results."""
@@ -348,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no run under {args.runs}")
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# Default models: training runs", "", *run_table(runs), ""]
+    lines += ["## Stage 2 against its teacher", "", *teacher_table(runs), ""]
     if args.eval:
         pairs = [e.split("=", 1) for e in args.eval]
         docs = [(label, read_json(Path(path))) for label, path in pairs]

@@ -73,6 +73,20 @@ def test_the_epoch_table_has_a_row_per_epoch_with_its_gain_over_the_references_l
     assert rows[3].endswith("| +2.00 % |")  # the same figures as test_validation_gain above
 
 
+def test_stage_2_is_compared_with_its_teacher_and_its_mtl_on_validation_and_test() -> None:
+    """Only the mIoU differs: on validation (five metrics) each gain is a fifth of the relative mIoU
+    gain, on test (``_run`` records only the mIoU) the whole of it; the test gain waits for a test split."""
+    runs = {
+        "walls-tail/hitts": _run(8, 50.0),
+        "walls-tail/mtl": _run(8, 40.0),
+        "walls-tail/hitts_pseudo": _run(8, 60.0),
+    }
+    rows = collect_defaults.teacher_table(runs)[2:]
+    assert len(rows) == 1 and "| 8 / 6 | +4.00 % | +20.00 % | +10.00 % | +50.00 % |" in rows[0]
+    runs["walls-tail/hitts_pseudo"]["metrics"] = {}
+    assert collect_defaults.teacher_table(runs)[2].endswith("| +4.00 % | – | +10.00 % | – |")
+
+
 def _run(epochs_done: int, miou: float, stopped: str = "") -> dict:
     logs = [_log(miou, 80.0, 0.5, 0.2, 20.0)] * epochs_done
     metrics = {"test_metrics": {"semseg": {"miou": miou}}, **({"stopped": stopped} if stopped else {})}
