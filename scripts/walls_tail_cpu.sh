@@ -38,11 +38,12 @@ continue_pair "$OUT" "$DATA" $TAIL_EPOCHS "$W" "$SRC/hitts" "$SRC/mtl"
 stamp_history "epochs 1-3 on an H200 (bf16) and 4-6 on a 2-core CPU (fp32, Adam restarted at epoch 4) \
 on the 'wide' scenes; epochs 7-8 on a 2-core CPU (fp32) on the '$PROFILE' scenes, the poly schedule \
 extended from 6 to 8 epochs (scripts/walls_tail_cpu.sh)" "$OUT"/{hitts,mtl}/metrics.json
-# the four exports side by side: the shipped pair (copied) and the tail pair
+# the four exports side by side: the 6-epoch pair the tail started from (exported from its runs, as
+# scripts/ship_defaults_cpu.sh shipped it: exports/ may hold a later pair by now) and the tail pair
 EXP=$OUT/exports
 mkdir -p "$EXP"
 for arch in hitts mtl; do
-  rm -rf "${EXP:?}/$arch" && cp -r "exports/$arch" "$EXP/$arch"
+  [ -f "$EXP/$arch/manifest.json" ] || $PY -m trainer export --run "$SRC/$arch" --out "$EXP/$arch" --name "$arch"
   $PY -m trainer export --run "$OUT/$arch" --out "$EXP/$arch$SUFFIX" --name "$arch$SUFFIX"
 done
 save_records "$RUNS" "$NAME"
