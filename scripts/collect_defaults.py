@@ -105,29 +105,34 @@ def fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 
+def metrics_gain(mine: dict, ref: dict) -> float | None:
+    """Mean relative gain (percent) of nested figures ``mine`` over ``ref``, over ``METRICS``."""
+    return gain_over(mine, ref, [(t, m) for t, m, _ in METRICS])["gain_percent"]
+
+
+def gain_cell(gain: float | None) -> str:
+    return "–" if gain is None else f"{gain:+.2f} %"
+
+
 def val_gain_percent(run: dict, reference: dict) -> float | None:
     """Mean relative gain (percent) over ``METRICS`` of the run's last validation epoch against the
     reference run's: the figure a configuration is chosen on (the test split is reported, not chosen on)."""
     mine, ref = (val_metrics(r["log"][-1]) if r["log"] else {} for r in (run, reference))
-    return gain_over(mine, ref, [(t, m) for t, m, _ in METRICS])["gain_percent"]
+    return metrics_gain(mine, ref)
 
 
 def val_gain(run: dict, reference: dict | None) -> str:
     """:func:`val_gain_percent` as a table cell ("ref" for the reference itself, "–" when unknown)."""
     if reference is None or run is reference:
         return "ref" if run is reference else "–"
-    gain = val_gain_percent(run, reference)
-    return "–" if gain is None else f"{gain:+.2f} %"
+    return gain_cell(val_gain_percent(run, reference))
 
 
 def test_gain(run: dict, reference: dict | None) -> str:
     """The mean relative gain over ``METRICS`` on the test split (evaluated once, at a run's end) as a
     table cell; "–" until both runs have one."""
     mine, ref = (r["metrics"].get("test_metrics") if r else None for r in (run, reference))
-    if not mine or not ref:
-        return "–"
-    gain = gain_over(mine, ref, [(t, m) for t, m, _ in METRICS])["gain_percent"]
-    return "–" if gain is None else f"{gain:+.2f} %"
+    return gain_cell(metrics_gain(mine, ref)) if mine and ref else "–"
 
 
 def finished(run: dict | None) -> bool:
@@ -309,13 +314,11 @@ def eval_table(docs: list[tuple[str, dict]]) -> list[str]:
                 seen.add((label, where, model))
                 cells = [fmt(r["metrics"].get(t, {}).get(m)) for t, m, _ in METRICS]
                 gain = gains.get(model, {}).get("gain_percent")
-                gain_cell = (
-                    "ref" if model == doc.get("reference") else f"{gain:+.2f} %" if gain is not None else "–"
-                )
+                shown = "ref" if model == doc.get("reference") else gain_cell(gain)
                 lines.append(
                     f"| {label} | {where} | {r['num_images']} | {model} | "
                     + " | ".join(cells)
-                    + f" | {gain_cell} |"
+                    + f" | {shown} |"
                 )
     return lines
 
