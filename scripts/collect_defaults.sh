@@ -4,7 +4,7 @@
 set -euo pipefail
 prev="previous (96x128, 8 epochs, nyu)" new="new (288x384, 3 epochs, wide)"
 shipped=()  # the pairs later rules shipped, once measured: the 6-epoch rule (scripts/ship_defaults_cpu.sh),
-# the walls stage-2 rule (scripts/ship_walls_tail.sh RUNS stage2)
+# the walls stage-2 rule (scripts/ship_walls_tail.sh RUNS stage2), the longer rule
 for profile in nyu wide; do
   f=results/defaults/eval-full-$profile.json
   if [ -f "$f" ]; then shipped+=(--eval "after the 6-epoch rule (288x384, wide)=$f"); fi
@@ -12,6 +12,10 @@ done
 for profile in nyu wide wide_walls; do
   f=results/defaults/eval-stage2-$profile.json
   if [ -f "$f" ]; then shipped+=(--eval "after the walls stage-2 rule (288x384, wide_walls)=$f"); fi
+done
+for profile in nyu wide wide_walls; do  # the longer rule (scripts/ship_walls_tail.sh RUNS longer)
+  f=results/defaults/eval-longer-$profile.json
+  if [ -f "$f" ]; then shipped+=(--eval "after the longer rule (288x384, wide_walls, 10 epochs)=$f"); fi
 done
 ${PY:-python} scripts/collect_defaults.py results/runs/defaults --out results/defaults --ablation results/defaults/ablation-cpu \
   --eval "$prev=results/defaults/eval-previous-nyu.json" --eval "$prev=results/defaults/eval-previous-wide.json" \

@@ -18,14 +18,17 @@ print("\n".join(t.recipe("wide", t.VALIDATION_IMAGES, t.SIZE, 1) + switches))' "
   for o in "$@"; do SETS+=(--set "$o"); done
 }
 
-# continue_pair OUT DATA EPOCHS SHARED HITTS_RUN MTL_RUN: a copy of each source run folder
-# (checkpoint, config, log), made once in OUT/hitts and OUT/mtl, resumed there on DATA with the
+# continue_pair OUT DATA EPOCHS SHARED HITTS_RUN MTL_RUN [HITTS_ARG...]: a copy of each source run
+# folder (checkpoint, config, log), made once in OUT/hitts and OUT/mtl, resumed there on DATA with the
 # recipe, train.epochs=EPOCHS and SHARED's split.json and quantisers.json (the pipeline folder the
 # runs came from), the two side by side at one thread each; a finished copy (metrics.json: its test
-# split evaluated once) is left alone. Non-zero if one fails. The sources are never written.
+# split evaluated once) is left alone. HITTS_ARG: more `trainer train` arguments of the HiTTs run
+# (a stage-2 run's --discovery). Non-zero if one fails. The sources are never written.
 continue_pair() {
   local out=$1 data=$2 epochs=$3 shared=$4 arch run p status=0
   local -A src=([hitts]=$5 [mtl]=$6)
+  shift 6
+  local -A extra=([hitts]="$*" [mtl]="")
   local pids=()
   for arch in hitts mtl; do
     run=$out/$arch
@@ -39,7 +42,7 @@ continue_pair() {
     recipe_sets "$arch" train.epochs="$epochs" data.cache_in_memory=false
     OMP_NUM_THREADS=${THREADS:-1} ${PY:-python} -m trainer train --arch "$arch" --data "$data" \
       --dataset synthetic --preset cpu --setting one-label --seed 0 --split "$shared/split.json" \
-      --out "$run" "${SETS[@]}" --resume >"$out/$arch.log" 2>&1 &
+      --out "$run" "${SETS[@]}" ${extra[$arch]} --resume >"$out/$arch.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || status=1; done

@@ -11,7 +11,8 @@
 # Each run is a copy of its 6-epoch run folder resumed with train.epochs=8: the same split (scene i of
 # the wide_walls set takes the labels scene i of the wide set had), recipe, seed and quantisers; the
 # poly schedule continues from epoch 6 of 8 (learning rate 0.29x, then 0.15x the base), Adam's moments
-# carried on. Epochs 7-8 are validated on the scenes the split holds out. The two runs train side by
+# carried on. (Before trainer/engine.py's rate_of_schedule, epoch 7 trained at the rate the 6-epoch
+# schedule ended on, 0: README, "Erratum".) Epochs 7-8 are validated on the scenes the split holds out. The two runs train side by
 # side, one thread each; run the script again to continue (--resume).
 #
 #   bash scripts/walls_tail_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-walls]

@@ -241,3 +241,31 @@ def test_continue_pair_copies_each_run_once_and_resumes_it_with_the_recipe(tmp_p
         "metrics": {},
         "history": "two goes, it's said",
     }
+
+
+def test_the_longer_rule_needs_a_win_over_its_mtl_over_the_shipped_run_and_real_frames_gained() -> None:
+    def run(epochs_done: int, miou: float, epochs: int = 10) -> dict:
+        r = _run(epochs_done, miou)
+        r["config"]["train"]["epochs"] = epochs
+        return r
+
+    def report(real_gain: float, export: str = "hitts_longer") -> dict:
+        gains = {export: {"gain_percent": real_gain, "metrics": ["m"]}}
+        return {"reference": "hitts", "gain_over_reference": {"nyuv2-mini": gains}}
+
+    runs = {"walls-tail/hitts_pseudo": run(8, 66.0, epochs=8), "walls-tail/mtl": run(8, 60.0, epochs=8)}
+    runs |= {"walls-longer/hitts": run(9, 70.0), "walls-longer/mtl": run(10, 60.0)}
+    assert not collect_defaults.choose_walls_longer(runs, report(1.0))["decided"]  # one epoch to go
+    runs["walls-longer/hitts"] = run(10, 69.3)  # +5 % mIoU over the shipped stage 2: +1 %
+    assert not collect_defaults.choose_walls_longer(runs, report(1.0, export="hitts_walls_pseudo"))["decided"]
+    choice = collect_defaults.choose_walls_longer(runs, report(1.0))
+    assert choice["decided"] and choice["ship"]
+    assert (choice["hitts"], choice["mtl"]) == ("walls-longer/hitts", "walls-longer/mtl")
+    assert choice["longer_hitts_val_gain_over_longer_mtl"] == pytest.approx(9.3 / 60 / 5 * 100)
+    assert choice["longer_hitts_val_gain_over_shipped_hitts"] == pytest.approx(1.0)
+    assert not collect_defaults.choose_walls_longer(runs, report(-0.1))["ship"]  # real frames not gained
+    runs["walls-longer/hitts"] = run(10, 65.0)  # beats its MTL, but below the shipped stage 2
+    assert not collect_defaults.choose_walls_longer(runs, report(9.0))["ship"]
+    runs["walls-longer/mtl"] = run(10, 70.0)  # loses to its MTL
+    runs["walls-longer/hitts"] = run(10, 69.3)
+    assert not collect_defaults.choose_walls_longer(runs, report(9.0))["ship"]

@@ -203,3 +203,18 @@ def test_resume_from_weights_only_checkpoint_restarts_adam_on_schedule(tmp_path:
     assert [r["lr"] for r in got] == pytest.approx([r["lr"] for r in reference])
     assert got[2]["train/mse"] < reference[0]["train/mse"]  # continued from the weights, not from scratch
     assert load_checkpoint(run / CHECKPOINT_NAME)["optimizer"]  # a full checkpoint from then on
+
+
+def test_resume_with_a_longer_poly_schedule_trains_on_at_its_rate(tmp_path: Path) -> None:
+    """A finished run resumed with more epochs (a run trained on) starts its next epoch at the longer
+    schedule's rate, not at the 0 its optimizer state was saved with after the shorter schedule's end."""
+    run = tmp_path / "short"
+    short = fit(toy_model(), NoisyToyData(), toy_loss, replace(CFG, epochs=2, lr_schedule="poly"), run, META)
+    assert short[-1]["lr"] == 0.0
+    longer = replace(CFG, epochs=4, lr_schedule="poly")
+    t = engine.setup(toy_model(), longer, run, resume=True)
+    assert t.start_epoch == 2
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(longer.lr * (1 - 2 / 4) ** longer.poly_power)
+    got = fit(toy_model(), NoisyToyData(), toy_loss, longer, run, META, resume=True)
+    assert [r["epoch"] for r in got] == [0, 1, 2, 3]
+    assert got[2]["lr"] == pytest.approx(longer.lr * (1 - 3 / 4) ** longer.poly_power)

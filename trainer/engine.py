@@ -185,6 +185,19 @@ def restart_optimizer(sched: torch.optim.lr_scheduler.LRScheduler, start_epoch: 
             sched.step()
 
 
+def rate_of_schedule(sched: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Set each parameter group's learning rate to what the schedule gives at the epoch it stands at.
+
+    A resumed optimizer state carries the rate its run was at; a poly schedule (a ``LambdaLR``) resumed
+    with more epochs than it was saved with (``train.epochs`` raised to train on) would otherwise train
+    its next epoch at the old schedule's rate, which is 0 after the old schedule's last epoch. Where the
+    epochs are unchanged this sets the rate that was saved. A ``StepLR`` does not depend on the length
+    and is left alone."""
+    if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        for group, base, rate in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * rate(sched.last_epoch)
+
+
 def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Training:
     """Device, channels_last (``uses_channels_last``), fused Adam (CUDA), scheduler; every state
     restored from the checkpoint with ``resume``; the log truncated to the epochs that checkpoint covers."""
@@ -207,6 +220,7 @@ def setup(model: nn.Module, cfg: TrainConfig, run_dir: Path, resume: bool) -> Tr
         if "optimizer" in state:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
+            rate_of_schedule(sched)
             set_rng_state(state["rng"])
         else:
             restart_optimizer(sched, start_epoch, ckpt_path)
