@@ -62,6 +62,11 @@ def figures_text(
     return ", ".join(parts) if seen else NOT_MEASURED
 
 
+STAGED_ARCH = "hitts"
+"""The one architecture trained in two stages (``hitts_schema.methods``): the baselines' manifests
+carry ``stage: 1`` too, which the header does not repeat for them."""
+
+
 def training_text(m: Manifest) -> str:
     """``trained on synthetic scenes only (795 scenes, generator seed 0; 288x384, 40 epochs, stage 2, one-label)``,
     then the manifest's ``history`` where it has one (where and on what each part of the schedule ran,
@@ -82,7 +87,7 @@ def training_text(m: Manifest) -> str:
     epochs = f"{t['epochs']} epochs" if "epochs" in t else ""
     if epochs and t.get("epochs_scheduled"):
         epochs = f"{t['epochs']} of {t['epochs_scheduled']} scheduled epochs (stopped early)"
-    shape += [epochs, f"stage {m.stage}" if m.stage else ""]
+    shape += [epochs, f"stage {m.stage}" if m.stage and m.arch == STAGED_ARCH else ""]
     shape.append(str(t.get("setting", "")))
     inner = ", ".join(details) + "; " + ", ".join(s for s in shape if s)
     history = t.get("history")

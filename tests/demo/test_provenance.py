@@ -109,6 +109,21 @@ def test_the_training_history_follows_the_training_data(tmp_path):
     assert "stage 2, one-label) · " in model_line(m)
 
 
+def test_only_hitts_says_its_stage(tmp_path):
+    """The MTL baseline has no stages: its header does not say "stage 1"."""
+    fields = full_fields()
+    fields["stage"] = 1
+    hitts = load_manifest(export_with(tmp_path / "hitts", **fields))
+    assert "288x384, 40 epochs, stage 1, one-label)" in model_line(hitts)
+    export_with(tmp_path / "mtl", **fields)
+    raw = json.loads((tmp_path / "mtl" / "manifest.json").read_text())
+    raw["arch"] = "mtl"
+    (tmp_path / "mtl" / "manifest.json").write_text(json.dumps(raw))
+    mtl = load_manifest(tmp_path / "mtl")
+    assert mtl.arch == "mtl"
+    assert "288x384, 40 epochs, one-label)" in model_line(mtl)
+
+
 def test_figures_measured_on_other_model_files_are_flagged(tmp_path):
     folder = export_with(tmp_path / "hitts", **full_fields("0" * 64))
     m = load_manifest(folder)
