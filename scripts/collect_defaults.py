@@ -335,8 +335,10 @@ def teacher_table(runs: dict[str, dict]) -> list[str]:
 
 def eval_table(docs: list[tuple[str, dict]]) -> list[str]:
     """Exported models through the app's runtime: one ``scripts/evaluate_shipped.py`` JSON per
-    label (e.g. "previous, fresh nyu scenes"), each with its real-frame and synthetic results."""
-    lines = ["| models | source | n | model | " + " | ".join(n for _, _, n in METRICS) + " | gain vs MTL |"]
+    label (e.g. "previous, fresh nyu scenes"), each with its real-frame and synthetic results, and each
+    model's gain over the report's reference model (the row marked "ref": the MTL for a shipped pair,
+    the HiTTs shipped at the time for a candidates' report)."""
+    lines = ["| models | source | n | model | " + " | ".join(n for _, _, n in METRICS) + " | gain vs ref |"]
     lines.append("|" + "---|" * (5 + len(METRICS)))
     seen = set()  # the real frames are in every report of a model set: one row each
     for label, doc in docs:

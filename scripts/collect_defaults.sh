@@ -17,6 +17,17 @@ for profile in nyu wide wide_walls; do  # the longer rule (scripts/ship_walls_ta
   f=results/defaults/eval-longer-$profile.json
   if [ -f "$f" ]; then shipped+=(--eval "after the longer rule (288x384, wide_walls, 10 epochs)=$f"); fi
 done
+# the candidates' reports (each against the HiTTs shipped when it ran, marked ref): the walls tail, its
+# control, the walls stage 2, the longer pair
+for pair in "walls-tail=walls tail: the 6-epoch pair and the tail pair" \
+  "wide-tail=control tail: the 6-epoch pair and the control pair" \
+  "walls-stage2=walls stage 2, beside the 6-epoch and the tail pairs" \
+  "walls-longer=trained longer: the shipped pair and the longer pair"; do
+  for profile in wide_walls wide; do
+    f=results/defaults/eval-${pair%%=*}-$profile.json
+    if [ -f "$f" ]; then shipped+=(--eval "${pair#*=}=$f"); fi
+  done
+done
 ${PY:-python} scripts/collect_defaults.py results/runs/defaults --out results/defaults --ablation results/defaults/ablation-cpu \
   --eval "$prev=results/defaults/eval-previous-nyu.json" --eval "$prev=results/defaults/eval-previous-wide.json" \
   --eval "$new=results/defaults/eval-new-nyu.json" --eval "$new=results/defaults/eval-new-wide.json" "${shipped[@]}" "$@"
