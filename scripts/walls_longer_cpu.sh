@@ -32,7 +32,8 @@ the poly schedule extended from 8 to 10 epochs after epoch 8 (scripts/walls_long
 and feature targets from the walls tail's HiTTs (6 epochs on 'wide' + 2 on 'wide_walls')" "$OUT/hitts/metrics.json"
 stamp_history "epochs 1-3 on an H200 (bf16) and 4-6 on a 2-core CPU (fp32, Adam restarted at epoch 4) \
 on the 'wide' scenes; epochs 7-10 on a 2-core CPU (fp32) on the 'wide_walls' scenes, the poly schedule \
-extended from 6 to 8 epochs, then from 8 to 10 (scripts/walls_tail_cpu.sh, scripts/walls_longer_cpu.sh)" \
+extended from 6 to 8 epochs (epoch 7 trained at learning rate 0: README, Erratum), then from 8 to 10 \
+(scripts/walls_tail_cpu.sh, scripts/walls_longer_cpu.sh)" \
   "$OUT/mtl/metrics.json"
 # the shipped pair (exported from its runs) beside the longer pair
 EXP=$OUT/exports
