@@ -10,7 +10,7 @@
 # Each run is a copy of its 8-epoch run folder resumed with train.epochs=10: the same split, recipe,
 # seed, quantisers (and, for stage 2, the same pseudo labels and feature targets: the walls tail's
 # discovery); the poly schedule continues from epoch 8 of 10 (learning rate 0.23x, then 0.13x the
-# base), Adam's moments carried on. The two train side by side, one thread each (about 45 minutes an
+# base), Adam's moments carried on. The two train side by side, one thread each (about 40 minutes an
 # epoch for stage 2); run the script again to continue (--resume).
 #
 #   bash scripts/walls_longer_cpu.sh [RUNS=runs/defaults] [DATA=/tmp/defaults/data-walls]
