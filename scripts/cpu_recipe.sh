@@ -68,3 +68,25 @@ save_records() {
   (cd "$1" && find "$2" -maxdepth 2 \( -name '*.json' -o -name '*.jsonl' \) | tar cf - -T -) |
     tar xf - -C results/runs/defaults
 }
+
+# measure_candidates RUNS FOLDER EXPORTS NAME [RULE_OPTION CHOICE]: the records of RUNS/FOLDER saved
+# (save_records), every model in EXPORTS measured through the app's runtime against its `hitts` (10
+# real frames; 100 fresh `wide_walls` and `wide` scenes, seed 2024) into
+# results/defaults/eval-NAME-PROFILE.json, results/defaults/defaults.md rebuilt and, with RULE_OPTION
+# (a collect_defaults.py rule, e.g. --walls-longer-choice), that rule applied to the `wide_walls`
+# report and its decision written to results/defaults/choice-CHOICE.json and printed.
+measure_candidates() {
+  local runs=$1 folder=$2 exp=$3 name=$4 option=${5:-} choice=${6:-} profile
+  save_records "$runs" "$folder"
+  for profile in wide_walls wide; do
+    ${PY:-python} scripts/evaluate_shipped.py --exports "$exp" --seed 2024 --num 100 --profile $profile \
+      --reference hitts --out "results/defaults/eval-$name-$profile.json"
+  done
+  if [ -z "$option" ]; then
+    PY=${PY:-python} bash scripts/collect_defaults.sh
+    return
+  fi
+  PY=${PY:-python} bash scripts/collect_defaults.sh "$option" \
+    "results/defaults/eval-$name-wide_walls.json" "results/defaults/choice-$choice.json"
+  cat "results/defaults/choice-$choice.json"
+}

@@ -43,11 +43,4 @@ mkdir -p "$EXP"
 for arch in hitts mtl; do
   $PY -m trainer export --run "$OUT/$arch" --out "$EXP/${arch}_longer" --name "${arch}_longer"
 done
-save_records "$RUNS" walls-longer
-for profile in wide_walls wide; do
-  $PY scripts/evaluate_shipped.py --exports "$EXP" --seed 2024 --num 100 --profile $profile \
-    --reference hitts --out results/defaults/eval-walls-longer-$profile.json
-done
-PY=$PY bash scripts/collect_defaults.sh --walls-longer-choice \
-  results/defaults/eval-walls-longer-wide_walls.json results/defaults/choice-walls-longer.json
-cat results/defaults/choice-walls-longer.json
+measure_candidates "$RUNS" walls-longer "$EXP" walls-longer --walls-longer-choice walls-longer

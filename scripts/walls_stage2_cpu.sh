@@ -26,11 +26,4 @@ pseudo labels and feature targets from the walls tail's HiTTs (6 epochs on 'wide
 (scripts/walls_stage2_cpu.sh)" "$RUN/metrics.json"
 EXP=$OUT/exports  # hitts, mtl (the shipped pair), hitts_walls, mtl_walls (the tail pair): walls_tail_cpu.sh
 $PY -m trainer export --run "$RUN" --out "$EXP/hitts_walls_pseudo" --name hitts_walls_pseudo
-save_records "$RUNS" walls-tail
-for profile in wide_walls wide; do
-  $PY scripts/evaluate_shipped.py --exports "$EXP" --seed 2024 --num 100 --profile $profile \
-    --reference hitts --out results/defaults/eval-walls-stage2-$profile.json
-done
-PY=$PY bash scripts/collect_defaults.sh --walls-stage2-choice \
-  results/defaults/eval-walls-stage2-wide_walls.json results/defaults/choice-walls-stage2.json
-cat results/defaults/choice-walls-stage2.json
+measure_candidates "$RUNS" walls-tail "$EXP" walls-stage2 --walls-stage2-choice walls-stage2

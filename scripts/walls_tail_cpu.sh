@@ -47,15 +47,8 @@ for arch in hitts mtl; do
   [ -f "$EXP/$arch/manifest.json" ] || $PY -m trainer export --run "$SRC/$arch" --out "$EXP/$arch" --name "$arch"
   $PY -m trainer export --run "$OUT/$arch" --out "$EXP/$arch$SUFFIX" --name "$arch$SUFFIX"
 done
-save_records "$RUNS" "$NAME"
-for profile in wide_walls wide; do
-  $PY scripts/evaluate_shipped.py --exports "$EXP" --seed 2024 --num 100 --profile $profile \
-    --reference hitts --out results/defaults/eval-$NAME-$profile.json
-done
 if [ "$PROFILE" = wide_walls ]; then
-  PY=$PY bash scripts/collect_defaults.sh \
-    --tail-choice results/defaults/eval-walls-tail-wide_walls.json results/defaults/choice-walls-tail.json
-  cat results/defaults/choice-walls-tail.json
+  measure_candidates "$RUNS" "$NAME" "$EXP" "$NAME" --tail-choice walls-tail
 else
-  PY=$PY bash scripts/collect_defaults.sh
+  measure_candidates "$RUNS" "$NAME" "$EXP" "$NAME"
 fi

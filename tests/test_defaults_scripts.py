@@ -212,7 +212,7 @@ def test_continue_pair_copies_each_run_once_and_resumes_it_with_the_recipe(tmp_p
     fake.chmod(0o755)
     script = (
         f"source {REPO / 'scripts/cpu_recipe.sh'}; cd {REPO}; "
-        f"continue_pair {out} DATA 8 {shared} {sources['hitts']} {sources['mtl']}"
+        f"continue_pair {out} DATA 8 {shared} {sources['hitts']} {sources['mtl']} --discovery DISC"
     )
     env = {**os.environ, "PY": str(fake)}
     env.pop("OMP_NUM_THREADS", None)
@@ -224,6 +224,7 @@ def test_continue_pair_copies_each_run_once_and_resumes_it_with_the_recipe(tmp_p
         assert line.startswith("OMP=1 -m trainer train") and "--resume" in line
         assert f"--out {out / arch} " in line and f"--split {shared / 'split.json'} " in line
         assert "--set train.epochs=8" in line and "--set data.cache_in_memory=false" in line
+        assert ("--discovery DISC --resume" in line) == (arch == "hitts")  # the HiTTs run's own arguments
         switches = [f"--set {s}" in line for s in train_defaults.HITTS_SWITCHES]
         assert all(switches) if arch == "hitts" else not any(switches)  # HiTTs' switches, HiTTs only
         assert (out / arch / "checkpoint.pt").read_text() == f"{arch} checkpoint.pt"
@@ -269,3 +270,59 @@ def test_the_longer_rule_needs_a_win_over_its_mtl_over_the_shipped_run_and_real_
     runs["walls-longer/mtl"] = run(10, 70.0)  # loses to its MTL
     runs["walls-longer/hitts"] = run(10, 69.3)
     assert not collect_defaults.choose_walls_longer(runs, report(9.0))["ship"]
+
+
+def test_measure_candidates_saves_the_records_measures_both_profiles_and_applies_the_rule(
+    tmp_path: Path,
+) -> None:
+    """scripts/cpu_recipe.sh's measure_candidates with a stand-in python: the run folder's small files
+    go to results/runs/defaults, evaluate_shipped.py runs on the exports for both profiles against
+    hitts, and collect_defaults.py gets the rule's option with the wide_walls report."""
+    import os
+    import subprocess
+
+    work = tmp_path / "work"
+    (work / "results/defaults").mkdir(parents=True)
+    (work / "scripts").symlink_to(REPO / "scripts")
+    run = work / "runs/cand/hitts"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "checkpoint.pt").write_text("weights")
+    (work / "results/defaults/choice-c.json").write_text('{"decided": true}')
+    calls = tmp_path / "calls"
+    fake = tmp_path / "py"
+    fake.write_text(f'#!/bin/bash\necho "$*" >> {calls}\n')
+    fake.chmod(0o755)
+    recipe = REPO / "scripts/cpu_recipe.sh"
+    env = {**os.environ, "PY": str(fake)}
+    got = subprocess.run(
+        ["bash", "-c", f"source {recipe}; measure_candidates runs cand EXP name --x-choice c"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert got.stdout.strip() == '{"decided": true}'
+    assert (work / "results/runs/defaults/cand/hitts/metrics.json").exists()
+    assert not (work / "results/runs/defaults/cand/hitts/checkpoint.pt").exists()
+    lines = calls.read_text().splitlines()
+    for profile in ("wide_walls", "wide"):
+        assert (
+            f"scripts/evaluate_shipped.py --exports EXP --seed 2024 --num 100 --profile {profile} "
+            f"--reference hitts --out results/defaults/eval-name-{profile}.json"
+        ) in lines
+    rule = [x for x in lines if x.startswith("scripts/collect_defaults.py")]
+    assert len(rule) == 1
+    assert rule[0].endswith(
+        "--x-choice results/defaults/eval-name-wide_walls.json results/defaults/choice-c.json"
+    )
+    calls.unlink()
+    subprocess.run(
+        ["bash", "-c", f"source {recipe}; measure_candidates runs cand EXP name"],
+        cwd=work,
+        env=env,
+        check=True,
+    )
+    rule = [x for x in calls.read_text().splitlines() if x.startswith("scripts/collect_defaults.py")]
+    assert len(rule) == 1 and "choice" not in rule[0]  # no rule: defaults.md only
