@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hitts_demo.manifest import Manifest, model_digest
+from hitts_schema.methods import METHODS
 
 NOT_MEASURED = "not measured"
 SEPARATOR = " · "
@@ -62,9 +63,9 @@ def figures_text(
     return ", ".join(parts) if seen else NOT_MEASURED
 
 
-STAGED_ARCH = "hitts"
-"""The one architecture trained in two stages (``hitts_schema.methods``): the baselines' manifests
-carry ``stage: 1`` too, which the header does not repeat for them."""
+STAGED_ARCHS = frozenset(m.arch for m in METHODS.values() if m.stage > 1)
+"""The architectures with a stage 2 in ``hitts_schema.methods`` (HiTTs): the baselines' manifests carry
+``stage: 1`` too, which the header does not repeat for them."""
 
 
 def training_text(m: Manifest) -> str:
@@ -87,7 +88,7 @@ def training_text(m: Manifest) -> str:
     epochs = f"{t['epochs']} epochs" if "epochs" in t else ""
     if epochs and t.get("epochs_scheduled"):
         epochs = f"{t['epochs']} of {t['epochs_scheduled']} scheduled epochs (stopped early)"
-    shape += [epochs, f"stage {m.stage}" if m.stage and m.arch == STAGED_ARCH else ""]
+    shape += [epochs, f"stage {m.stage}" if m.stage and m.arch in STAGED_ARCHS else ""]
     shape.append(str(t.get("setting", "")))
     inner = ", ".join(details) + "; " + ", ".join(s for s in shape if s)
     history = t.get("history")

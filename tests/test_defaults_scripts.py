@@ -87,10 +87,16 @@ def test_stage_2_is_compared_with_its_teacher_and_its_mtl_on_validation_and_test
     assert collect_defaults.teacher_table(runs)[2].endswith("| +4.00 % | – | +10.00 % | – |")
 
 
-def _run(epochs_done: int, miou: float, stopped: str = "") -> dict:
+def _run(epochs_done: int, miou: float, stopped: str = "", epochs: int = 6) -> dict:
     logs = [_log(miou, 80.0, 0.5, 0.2, 20.0)] * epochs_done
     metrics = {"test_metrics": {"semseg": {"miou": miou}}, **({"stopped": stopped} if stopped else {})}
-    return {"config": {"train": {"epochs": 6}}, "log": logs, "metrics": metrics}
+    return {"config": {"train": {"epochs": epochs}}, "log": logs, "metrics": metrics}
+
+
+def _real_frames_report(export: str, real_gain: float | None, reference: str = "hitts") -> dict:
+    """An evaluate_shipped.py report holding ``export``'s real-frame gain over ``reference`` (none: absent)."""
+    gains = {} if real_gain is None else {export: {"gain_percent": real_gain, "metrics": ["m"]}}
+    return {"reference": reference, "gain_over_reference": {"nyuv2-mini": gains}}
 
 
 def test_the_shipping_rule_waits_for_both_runs_then_picks_by_validation_gain() -> None:
@@ -135,13 +141,10 @@ def test_median_scaling_removes_a_pure_scale_error_and_the_class_table_reads_the
 
 def test_the_walls_tail_rule_needs_both_a_validation_win_over_its_mtl_and_real_frames_gained() -> None:
     def tail(epochs_done: int, miou: float) -> dict:
-        run = _run(epochs_done, miou)
-        run["config"]["train"]["epochs"] = 8
-        return run
+        return _run(epochs_done, miou, epochs=8)
 
     def report(real_gain: float | None, reference: str = "hitts") -> dict:
-        gains = {} if real_gain is None else {"hitts_walls": {"gain_percent": real_gain, "metrics": ["m"]}}
-        return {"reference": reference, "gain_over_reference": {"nyuv2-mini": gains}}
+        return _real_frames_report("hitts_walls", real_gain, reference)
 
     runs = {"walls-tail/hitts": tail(7, 62.0), "walls-tail/mtl": tail(8, 60.0)}
     assert not collect_defaults.choose_walls_tail(runs, report(1.0))["decided"]  # one epoch to go
@@ -160,13 +163,10 @@ def test_the_walls_stage2_rule_ships_it_with_the_tail_mtl_on_a_validation_win_an
     None
 ):
     def run(epochs_done: int, miou: float) -> dict:
-        r = _run(epochs_done, miou)
-        r["config"]["train"]["epochs"] = 8
-        return r
+        return _run(epochs_done, miou, epochs=8)
 
     def report(real_gain: float, export: str = "hitts_walls_pseudo") -> dict:
-        gains = {export: {"gain_percent": real_gain, "metrics": ["m"]}}
-        return {"reference": "hitts", "gain_over_reference": {"nyuv2-mini": gains}}
+        return _real_frames_report(export, real_gain)
 
     # the tail HiTTs lost to the tail MTL; only the stage-2 run's own figures count
     runs = {"walls-tail/hitts": run(8, 50.0), "walls-tail/mtl": run(8, 60.0)}
@@ -246,13 +246,10 @@ def test_continue_pair_copies_each_run_once_and_resumes_it_with_the_recipe(tmp_p
 
 def test_the_longer_rule_needs_a_win_over_its_mtl_over_the_shipped_run_and_real_frames_gained() -> None:
     def run(epochs_done: int, miou: float, epochs: int = 10) -> dict:
-        r = _run(epochs_done, miou)
-        r["config"]["train"]["epochs"] = epochs
-        return r
+        return _run(epochs_done, miou, epochs=epochs)
 
     def report(real_gain: float, export: str = "hitts_longer") -> dict:
-        gains = {export: {"gain_percent": real_gain, "metrics": ["m"]}}
-        return {"reference": "hitts", "gain_over_reference": {"nyuv2-mini": gains}}
+        return _real_frames_report(export, real_gain)
 
     runs = {"walls-tail/hitts_pseudo": run(8, 66.0, epochs=8), "walls-tail/mtl": run(8, 60.0, epochs=8)}
     runs |= {"walls-longer/hitts": run(9, 70.0), "walls-longer/mtl": run(10, 60.0)}
